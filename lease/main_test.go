@@ -1,0 +1,41 @@
+package lease_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/leasehold/leasehold/internal/redistest"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/redis/go-redis/v9"
+)
+
+// shared is one real redis-server for the tests of this package that need no
+// server of their own; they keep apart by lease name.
+var shared *redistest.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	shared, err = redistest.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	shared.Close()
+	os.Exit(code)
+}
+
+// newClient returns a Client on the shared server and a go-redis client to
+// look at the keys directly.
+func newClient(t testing.TB, opts *lease.Options) (*lease.Client, *redis.Client) {
+	rdb := shared.Client(t)
+	return lease.New(rdb, opts), rdb
+}
+
+// uniq turns a test name into a valid, unique lease name.
+func uniq(t testing.TB) string {
+	r := strings.NewReplacer("/", ".", " ", "_", "#", "-")
+	return r.Replace(t.Name())
+}

@@ -1,0 +1,43 @@
+-- acquire: take a lease if nobody holds it (insert-if-missing with a TTL);
+-- when somebody does, answer how long their lease still lives.
+--
+-- KEYS[1]  the lease hash, PREFIX{NAME}
+-- KEYS[2]  the fence counter, PREFIX{NAME}:fence (never expires)
+-- ARGV[1]  token of the caller
+-- ARGV[2]  holder label ("" for none)
+-- ARGV[3]  metadata ("" for none)
+-- ARGV[4]  ttl in milliseconds (an integer > 0, checked by the caller)
+--
+-- Replies
+--   {"granted", fence, ttl_ms, now_ms, 0}  a new grant with a new fence
+--   {"granted", fence, ttl_ms, now_ms, 1}  the caller's token already held it: same
+--                                          fence, TTL/holder/metadata from this call
+--   {"held", holder, fence, pttl_ms, now_ms}  held by another; nothing changed
+--
+-- The fence is max(last fence + 1, Redis TIME in microseconds), so it keeps
+-- increasing even after the counter key is lost (FLUSHALL, restart without
+-- persistence) as long as Redis's clock does not go back. Numbers pass through
+-- string.format('%.0f') because tostring() would print 1.7e+15 and lose digits.
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local now_ms = math.floor(now_us / 1000)
+
+local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f')
+if cur[1] then
+  if cur[1] == ARGV[1] then
+    redis.call('HSET', KEYS[1], 'h', ARGV[2], 'm', ARGV[3], 'l', ARGV[4])
+    redis.call('PEXPIRE', KEYS[1], ARGV[4])
+    return {'granted', tonumber(cur[3]), tonumber(ARGV[4]), now_ms, 1}
+  end
+  return {'held', cur[2], tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
+end
+
+local fence = redis.call('INCR', KEYS[2])
+if fence < now_us then
+  fence = now_us
+  redis.call('SET', KEYS[2], string.format('%.0f', fence))
+end
+redis.call('HSET', KEYS[1], 't', ARGV[1], 'h', ARGV[2], 'f', string.format('%.0f', fence),
+  'm', ARGV[3], 'l', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {'granted', fence, tonumber(ARGV[4]), now_ms, 0}

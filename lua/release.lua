@@ -1,0 +1,30 @@
+-- release: delete a lease, only for the holder of its token (compare-and-delete),
+-- and tell waiters on this name that it is free.
+--
+-- KEYS[1]  the lease hash, PREFIX{NAME}
+-- ARGV[1]  token of the caller
+-- ARGV[2]  channel to announce the release on, PREFIX{NAME}:released ("" for none)
+-- ARGV[3]  "1" to announce with SPUBLISH (Redis Cluster, sharded pub/sub), else PUBLISH
+--
+-- Replies
+--   {"released", fence}                             deleted; the released fence is published
+--   {"not_holder", holder, fence, pttl_ms, now_ms}  another token holds it; nothing changed
+--   {"not_found"}                                   no lease (released or expired)
+local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f')
+if not cur[1] then
+  return {'not_found'}
+end
+if cur[1] ~= ARGV[1] then
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  return {'not_holder', cur[2], tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
+end
+redis.call('DEL', KEYS[1])
+if ARGV[2] ~= '' then
+  if ARGV[3] == '1' then
+    redis.call('SPUBLISH', ARGV[2], cur[3])
+  else
+    redis.call('PUBLISH', ARGV[2], cur[3])
+  end
+end
+return {'released', tonumber(cur[3])}
