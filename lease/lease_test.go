@@ -405,7 +405,10 @@ func TestNoScriptRecovery(t *testing.T) {
 		t.Errorf("Ping before the scripts are loaded: got %v, want ErrBackend", err)
 	}
 	for i, step := range []func() error{
-		func() error { _, err := c.Acquire(ctx, name, &lease.AcquireOptions{Token: "recover-token-0123456789"}); return err },
+		func() error {
+			_, err := c.Acquire(ctx, name, &lease.AcquireOptions{Token: "recover-token-0123456789"})
+			return err
+		},
 		func() error { _, err := c.Renew(ctx, name, "recover-token-0123456789", 0); return err },
 		func() error { _, err := c.Get(ctx, name); return err },
 		func() error { _, err := c.List(ctx, &lease.ListOptions{Prefix: name}); return err },

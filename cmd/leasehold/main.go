@@ -1,0 +1,106 @@
+// Command leasehold is the Leasehold server and its command-line client.
+//
+//	leasehold serve                      run the HTTP API (embedded store unless --redis...)
+//	leasehold acquire NAME --ttl 30s     take a lease, print its token
+//	leasehold run NAME -- COMMAND...     flock(1) for a fleet
+//
+// main is thin: it parses flags and environment (kong), builds the parts and
+// runs them; it is the only place that exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/alecthomas/kong"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// cli is the whole command line. Every flag also reads a LEASEHOLD_* variable.
+type cli struct {
+	Serve   serveCmd   `cmd:"" help:"Run the Leasehold HTTP server."`
+	Acquire acquireCmd `cmd:"" help:"Take a lease and print its token on stdout."`
+	Renew   renewCmd   `cmd:"" help:"Extend a lease you hold."`
+	Release releaseCmd `cmd:"" help:"Release a lease you hold."`
+	Get     getCmd     `cmd:"" help:"Show a lease (never its token)."`
+	List    listCmd    `cmd:"" help:"List leases by name prefix."`
+	Run     runCmd     `cmd:"" help:"Run a command while holding a lease, like flock(1) across machines."`
+
+	Version kong.VersionFlag `help:"Print the version and exit."`
+}
+
+// env is what every command's Run receives.
+type env struct {
+	ctx    context.Context
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// exitError carries a process exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// Exit codes shared by every command (sysexits.h where one fits).
+const (
+	exitOK          = 0
+	exitFailure     = 1  // not_holder or not_found on renew, release, get
+	exitUsage       = 64 // EX_USAGE
+	exitUnavailable = 69 // EX_UNAVAILABLE: server or Redis unavailable
+	exitConflict    = 75 // EX_TEMPFAIL: held by another (default of -E)
+	exitLost        = 76 // the lease was lost during run
+	exitNoPerm      = 77 // EX_NOPERM: unauthorized or forbidden
+)
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses args, runs the command and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c cli
+	exitCode := -1
+	parser, err := kong.New(&c,
+		kong.Name("leasehold"),
+		kong.Description("Leasehold: distributed leases and locks on Redis."),
+		kong.Vars{"version": version},
+		kong.DefaultEnvars("LEASEHOLD"),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exitCode = code }),
+		kong.UsageOnError(),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "leasehold:", err)
+		return exitFailure
+	}
+	kctx, err := parser.Parse(args)
+	if exitCode >= 0 { // --help or --version
+		return exitCode
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "leasehold:", err)
+		return exitUsage
+	}
+	err = kctx.Run(&env{ctx: ctx, stdout: stdout, stderr: stderr})
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(stderr, "leasehold:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "leasehold:", err)
+	return exitFailure
+}
