@@ -3,6 +3,7 @@ package lua_test
 import (
 	"context"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -196,5 +197,52 @@ func TestInspectBranches(t *testing.T) {
 				t.Errorf("inspect returned the token: %v", r)
 			}
 		}
+	}
+}
+
+func TestRaiseBranches(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	raise := func(tok string, f int64) []any {
+		return run(t, rdb, lua.Raise, []string{key, fence}, tok, strconv.FormatInt(f, 10))
+	}
+	if r, want := raise(tokA, 5), []any{"not_holder"}; !reflect.DeepEqual(r, want) {
+		t.Errorf("raise with no lease: got %v, want %v", r, want)
+	}
+	f := run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "", 5000)[1].(int64)
+	if r, want := raise(tokB, f+10), []any{"not_holder"}; !reflect.DeepEqual(r, want) {
+		t.Errorf("raise by another token: got %v, want %v", r, want)
+	}
+	if got, _ := rdb.HGet(ctx, key, "f").Result(); got != strconv.FormatInt(f, 10) {
+		t.Errorf("a not-holder raise changed the fence to %s", got)
+	}
+
+	// Lift: both the grant and the counter move up, digits exact.
+	up := f + 1000
+	if r, want := raise(tokA, up), []any{"raised", up}; !reflect.DeepEqual(r, want) {
+		t.Errorf("raise up: got %v, want %v", r, want)
+	}
+	for k, want := range map[string]string{"hash": strconv.FormatInt(up, 10), "counter": strconv.FormatInt(up, 10)} {
+		var got string
+		if k == "hash" {
+			got, _ = rdb.HGet(ctx, key, "f").Result()
+		} else {
+			got, _ = rdb.Get(ctx, fence).Result()
+		}
+		if got != want {
+			t.Errorf("after raise: %s fence %q, want %q", k, got, want)
+		}
+	}
+	// Lower: nothing moves down.
+	if r, want := raise(tokA, f), []any{"raised", f}; !reflect.DeepEqual(r, want) {
+		t.Errorf("raise to a lower fence: got %v, want %v", r, want)
+	}
+	if got, _ := rdb.HGet(ctx, key, "f").Result(); got != strconv.FormatInt(up, 10) {
+		t.Errorf("a lower raise moved the fence down to %s", got)
+	}
+	// A lost counter is restored.
+	rdb.Del(ctx, fence)
+	raise(tokA, up)
+	if got, _ := rdb.Get(ctx, fence).Result(); got != strconv.FormatInt(up, 10) {
+		t.Errorf("raise with no counter: counter %q, want %d", got, up)
 	}
 }
