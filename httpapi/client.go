@@ -301,7 +301,7 @@ func decodeError(op string, resp *http.Response, data []byte) error {
 		return &lease.HeldError{Name: b.Name, Holder: holder, Fence: b.Fence, TTL: ttl}
 	case resp.StatusCode == http.StatusConflict && b.Error == CodeNotHolder:
 		return &lease.NotHolderError{Name: b.Name, Holder: holder, Fence: b.Fence, TTL: ttl}
-	case resp.StatusCode == http.StatusNotFound && b.Error == CodeNotFound && op != "ping":
+	case resp.StatusCode == http.StatusNotFound && b.Error == CodeNotFound && nameFromPath(resp.Request.URL.Path) != "":
 		return &lease.NotFoundError{Name: nameFromPath(resp.Request.URL.Path)}
 	case resp.StatusCode == http.StatusBadRequest:
 		return &lease.InvalidError{Code: b.Error, Message: b.Message}
