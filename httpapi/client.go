@@ -301,7 +301,8 @@ func decodeError(op string, resp *http.Response, data []byte) error {
 		return &lease.HeldError{Name: b.Name, Holder: holder, Fence: b.Fence, TTL: ttl}
 	case resp.StatusCode == http.StatusConflict && b.Error == CodeNotHolder:
 		return &lease.NotHolderError{Name: b.Name, Holder: holder, Fence: b.Fence, TTL: ttl}
-	case resp.StatusCode == http.StatusNotFound && b.Error == CodeNotFound && nameFromPath(resp.Request.URL.Path) != "":
+	case resp.StatusCode == http.StatusNotFound && b.Error == CodeNotFound && !strings.HasPrefix(b.Message, routeNotFound) &&
+		nameFromPath(resp.Request.URL.Path) != "":
 		return &lease.NotFoundError{Name: nameFromPath(resp.Request.URL.Path)}
 	case resp.StatusCode == http.StatusBadRequest:
 		return &lease.InvalidError{Code: b.Error, Message: b.Message}
@@ -314,12 +315,16 @@ func decodeError(op string, resp *http.Response, data []byte) error {
 	return &StatusError{Status: resp.StatusCode, Code: b.Error, Message: b.Message}
 }
 
-// nameFromPath is NAME of /v1/leases/NAME[/verb].
+// nameFromPath is NAME of [/base]/v1/leases/NAME[/verb], or "" for a path
+// of no lease.
 func nameFromPath(p string) string {
-	rest, ok := strings.CutPrefix(p, "/v1/leases/")
-	if !ok {
+	i := strings.LastIndex(p, "/v1/leases/")
+	if i < 0 {
 		return ""
 	}
-	name, _, _ := strings.Cut(rest, "/")
+	name, _, _ := strings.Cut(p[i+len("/v1/leases/"):], "/")
+	if lease.ValidateName(name) != nil {
+		return ""
+	}
 	return name
 }

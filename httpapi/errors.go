@@ -30,6 +30,10 @@ const (
 	codeCanceled = "canceled"
 )
 
+// routeNotFound starts the message of a 404 for a path that is no route,
+// so that the client can tell it from a lease that is not found.
+const routeNotFound = "no such route"
+
 // statusClientClosed is nginx's 499: the client closed the request.
 const statusClientClosed = 499
 
@@ -125,7 +129,7 @@ func mapEchoError(he *echo.HTTPError) answer {
 	switch he.Code {
 	case http.StatusNotFound:
 		return answer{status: he.Code, body: errorBody{Error: CodeNotFound,
-			Message: "no such route: see /v1/openapi.json for the API"}}
+			Message: routeNotFound + ": see /v1/openapi.json for the API"}}
 	case http.StatusMethodNotAllowed:
 		return answer{status: he.Code, body: errorBody{Error: CodeMethodNotAllowed,
 			Message: "this route does not take that method: see the Allow header"}}
