@@ -151,4 +151,3 @@ func TestAuthErrorsExit77(t *testing.T) {
 		})
 	}
 }
-
