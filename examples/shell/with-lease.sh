@@ -35,14 +35,13 @@ if [ "$ttl" -lt 3 ]; then echo "LEASE_TTL must be at least 3" >&2; exit 64; fi
 every=$((ttl / 3))
 
 # post PATH: POST to the server; prints the body, then the HTTP status on a
-# line of its own ("000" when the server could not be reached).
+# line of its own (curl writes "000" when the server could not be reached).
 post() {
 	if [ -n "${LEASEHOLD_TOKEN:-}" ]; then
 		curl -sS -X POST --max-time "$every" -H "Authorization: Bearer $LEASEHOLD_TOKEN" -w '\n%{http_code}' "$server$1" 2>/dev/null
 	else
 		curl -sS -X POST --max-time "$every" -w '\n%{http_code}' "$server$1" 2>/dev/null
 	fi
-	[ $? -eq 0 ] || printf '\n000'
 }
 status() { printf '%s\n' "$1" | tail -n 1; }
 body() { printf '%s\n' "$1" | sed '$d'; }
