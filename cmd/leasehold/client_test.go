@@ -161,6 +161,7 @@ func TestExitCodes(t *testing.T) {
 		{"held -E", []string{"acquire", held, "-E", "3"}, 3, "for another"},
 		{"held --conflict-exit-code", []string{"acquire", "--conflict-exit-code", "0", held}, 0, "held"},
 		{"run held", []string{"run", held, "--redis", srv.URL(), "--", "false"}, 75, "held"},
+		{"run held -q", []string{"run", held, "-q", "-E", "0", "--redis", srv.URL(), "--", "false"}, 0, ""},
 		{"renew not found", []string{"renew", "nothing-here", "--token", tok}, 1, "not found"},
 		{"renew not holder", []string{"renew", held, "--token", tok}, 1, "not by this token"},
 		{"release not holder", []string{"release", held, "--token", tok}, 1, `held by "other"`},
@@ -183,6 +184,9 @@ func TestExitCodes(t *testing.T) {
 			r := lh(t, args...)
 			if r.code != tc.code {
 				t.Errorf("got exit %d, want %d (stderr %q)", r.code, tc.code, r.stderr)
+			}
+			if tc.stderr == "" && r.stderr != "" {
+				t.Errorf("got stderr %q, want none", r.stderr)
 			}
 			if !strings.Contains(strings.ToLower(r.stderr), strings.ToLower(tc.stderr)) {
 				t.Errorf("got stderr %q, want it to mention %q", r.stderr, tc.stderr)

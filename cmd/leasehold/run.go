@@ -25,6 +25,7 @@ type runCmd struct {
 	Hold         string   `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew)." default:"0" env:"-"`
 	KillAfter    string   `help:"After SIGTERM on losing the lease, SIGKILL the command this much later." default:"10s" env:"-"`
 	ConflictExit int      `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75" env:"-"`
+	Quiet        bool     `short:"q" help:"Say nothing when the lease is held by another (for cron, which mails any output)." env:"-"`
 }
 
 func (c *runCmd) Help() string {
@@ -98,6 +99,9 @@ func (c *runCmd) Run(e *env) error {
 		return &exitError{code: 128 + int(sig.(syscall.Signal)), err: fmt.Errorf("got %s while waiting for %q: not running the command", sig, c.Name)}
 	}
 	if err != nil {
+		if c.Quiet && errors.Is(err, lease.ErrHeld) {
+			return &exitError{code: c.ConflictExit}
+		}
 		return exitFor(err, c.ConflictExit)
 	}
 
