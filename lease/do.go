@@ -45,13 +45,24 @@ func Do(ctx context.Context, c Interface, name string, opts *DoOptions, fn func(
 	if opts != nil {
 		o = *opts
 	}
+	var ko KeeperOptions
+	if o.Keeper != nil {
+		ko = *o.Keeper
+	}
+	if ko.Clock == nil {
+		ko.Clock = realClock{}
+	}
+	sent := ko.Clock.Now()
 	l, err := c.Acquire(ctx, name, &AcquireOptions{TTL: o.TTL, Holder: o.Holder, Metadata: o.Metadata, Wait: o.Wait})
 	if err != nil {
 		return err
 	}
 	// The grant happened before now: grant + Hold is no later than granted + Hold.
 	granted := time.Now()
-	k := keep(ctx, c, l, granted, o.Keeper)
+	if o.Wait == 0 {
+		ko.Sent = sent // else the grant came after some wait: count from now
+	}
+	k := Keep(ctx, c, l, &ko)
 	fnErr := fn(k.Context(), l)
 	k.Stop()
 	var lost *LostError

@@ -130,11 +130,17 @@ func (e *Election) Campaign(ctx context.Context) (*Keeper, error) {
 	wait := time.Duration(0) // the first try does not wait, so the leader is observed at once
 	for {
 		sent := e.clock.Now()
+		waited := wait
 		l, err := e.c.Acquire(ctx, e.cfg.Name, &AcquireOptions{TTL: e.cfg.TTL, Holder: e.cfg.Identity, Wait: wait})
 		wait = min(e.cfg.RetryPeriod, maxCampaignWait)
 		if err == nil {
 			e.observe(l)
-			k := keep(ctx, e.c, l, sent, e.cfg.Keeper)
+			ko := *e.cfg.Keeper
+			ko.Sent = sent
+			if waited > 0 {
+				ko.Sent = time.Time{} // granted after some wait: count from now
+			}
+			k := Keep(ctx, e.c, l, &ko)
 			e.mu.Lock()
 			e.term = k
 			e.mu.Unlock()

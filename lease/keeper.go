@@ -62,6 +62,13 @@ type KeeperOptions struct {
 	MaxRetryInterval time.Duration
 	// Clock is the time source. Default the real clock.
 	Clock Clock
+	// Sent is when (by Clock) the Acquire of the lease was sent: the Keeper
+	// counts the lease's expiry from then, so it never believes the lease
+	// lives longer than it does. Default: when Keep is called, which is later
+	// than the grant by the Acquire's answer's trip. For an Acquire that
+	// waited, the grant came some time after the send: give the time the
+	// answer arrived (or leave Sent zero).
+	Sent time.Time
 }
 
 // Keeper keeps one lease renewed in the background, like an etcd Session or a
@@ -99,16 +106,9 @@ type Keeper struct {
 }
 
 // Keep starts keeping l (a lease this caller acquired, with its Token) until
-// ctx ends, Stop or Release is called, or the lease is lost. The sending time
-// of the Acquire is not known here, so the first expiry is counted from now
-// minus nothing: call Keep right after Acquire returns.
+// ctx ends, Stop or Release is called, or the lease is lost. Call it right
+// after Acquire returns, or set opts.Sent.
 func Keep(ctx context.Context, c Interface, l *Lease, opts *KeeperOptions) *Keeper {
-	return keep(ctx, c, l, time.Time{}, opts)
-}
-
-// keep is Keep with the local time at which the Acquire was sent, when known,
-// so the expiry is counted from then.
-func keep(ctx context.Context, c Interface, l *Lease, sent time.Time, opts *KeeperOptions) *Keeper {
 	var o KeeperOptions
 	if opts != nil {
 		o = *opts
@@ -126,6 +126,7 @@ func keep(ctx context.Context, c Interface, l *Lease, sent time.Time, opts *Keep
 	if o.MaxRetryInterval <= 0 {
 		o.MaxRetryInterval = max(ttl/10, 10*time.Millisecond)
 	}
+	sent := o.Sent
 	if sent.IsZero() {
 		sent = o.Clock.Now()
 	}

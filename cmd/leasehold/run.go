@@ -89,7 +89,7 @@ func (c *runCmd) Run(e *env) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	l, granted, sig, err := c.acquire(e.ctx, lc, sigs, &lease.AcquireOptions{TTL: ttl, Holder: holder, Metadata: c.Metadata, Wait: wait})
+	l, sent, granted, sig, err := c.acquire(e.ctx, lc, sigs, &lease.AcquireOptions{TTL: ttl, Holder: holder, Metadata: c.Metadata, Wait: wait})
 	if sig != nil {
 		if l != nil {
 			rctx, cancel := withoutCancel(e.ctx, ttl)
@@ -124,7 +124,7 @@ func (c *runCmd) Run(e *env) error {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 
-	k := lease.Keep(e.ctx, lc, l, &lease.KeeperOptions{TTL: ttl})
+	k := lease.Keep(e.ctx, lc, l, &lease.KeeperOptions{TTL: ttl, Sent: sent})
 	var lost error
 	var kill <-chan time.Time
 	group := -cmd.Process.Pid
@@ -166,9 +166,12 @@ func (c *runCmd) Run(e *env) error {
 }
 
 // acquire takes the lease, giving up when one of sigs arrives. It returns the
-// grant, the local time at which the grant surely existed, and the signal
-// that stopped it (with a grant that came meanwhile, to release).
-func (c *runCmd) acquire(ctx context.Context, lc lease.Interface, sigs <-chan os.Signal, o *lease.AcquireOptions) (*lease.Lease, time.Time, os.Signal, error) {
+// grant; the local time from which its expiry counts (when the request was
+// sent; for a wait, when the answer came); the time at which the grant surely
+// existed; and the signal that stopped it (with a grant that came meanwhile,
+// to release).
+func (c *runCmd) acquire(ctx context.Context, lc lease.Interface, sigs <-chan os.Signal, o *lease.AcquireOptions) (l *lease.Lease, sent, granted time.Time, sig os.Signal, err error) {
+	sent = time.Now()
 	actx, cancel := context.WithCancel(ctx)
 	type result struct {
 		l   *lease.Lease
@@ -182,11 +185,15 @@ func (c *runCmd) acquire(ctx context.Context, lc lease.Interface, sigs <-chan os
 	select {
 	case r := <-res:
 		cancel()
-		return r.l, time.Now(), nil, r.err
+		granted = time.Now()
+		if o.Wait > 0 {
+			sent = granted
+		}
+		return r.l, sent, granted, nil, r.err
 	case s := <-sigs:
 		cancel()
 		r := <-res
-		return r.l, time.Time{}, s, nil
+		return r.l, sent, sent, s, nil
 	}
 }
 
