@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -272,5 +273,41 @@ func TestRunWaitGetsTheLeaseWhenReleased(t *testing.T) {
 	}
 	if r := s.finish(t, 5*time.Second); r.code != 0 || r.stdout != "ran\n" {
 		t.Errorf("got exit %d stdout %q, want 0 and the command run", r.code, r.stdout)
+	}
+}
+
+func TestRunRidesOutABriefRedisOutage(t *testing.T) {
+	own := redistest.Start(t)
+	n := name(t)
+	dir := t.TempDir()
+	s := startLH(t, "run", n, "--ttl", "2s", "--redis", own.URL(), "--", "sh", "-c",
+		`echo up > `+dir+`/up; sleep 3.5`)
+	waitFile(t, dir+"/up", 5*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	own.Pause() // Redis hangs for less than the TTL
+	time.Sleep(time.Second)
+	own.Resume()
+	if r := s.finish(t, 10*time.Second); r.code != 0 || strings.Contains(r.stderr, "lost") {
+		t.Errorf("got exit %d, stderr %q; want 0: a 1s outage of a 2s lease is ridden out", r.code, r.stderr)
+	}
+}
+
+func TestRunRedisGoneLosesTheLeaseAtItsExpiry(t *testing.T) {
+	own := redistest.Start(t)
+	n := name(t)
+	dir := t.TempDir()
+	const ttl = 1500 * time.Millisecond
+	s := startLH(t, "run", n, "--ttl", ttl.String(), "--kill-after", "1s", "--redis", own.URL(), "--", "sh", "-c",
+		`echo up > `+dir+`/up; while :; do sleep 0.05; done`)
+	waitFile(t, dir+"/up", 5*time.Second)
+	killed := time.Now()
+	own.Kill()
+	r := s.finish(t, 10*time.Second)
+	took := time.Since(killed)
+	if r.code != 76 || !strings.Contains(r.stderr, "renewals failed until the lease expired") {
+		t.Errorf("got exit %d, stderr %q; want 76 saying renewals failed until expiry", r.code, r.stderr)
+	}
+	if took < ttl/3 || took > ttl+time.Second {
+		t.Errorf("run ended %v after Redis died, want after the lease could expire and within ttl + 1s", took)
 	}
 }
