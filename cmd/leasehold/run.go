@@ -109,8 +109,13 @@ func (c *runCmd) Run(e *env) error {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
 	cmd.Env = append(os.Environ(),
 		"LEASE_NAME="+l.Name, "LEASE_TOKEN="+l.Token, "LEASE_FENCE="+strconv.FormatInt(l.Fence, 10))
-	// Its own process group, so that on loss the whole tree gets the signal.
+	// Its own process group, so that on loss the whole tree gets the signal;
+	// on a terminal, the foreground group, so that it can read the terminal.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if tty := terminal(); tty >= 0 {
+		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, tty
+		defer takeBackTerminal(tty)
+	}
 	if err := cmd.Start(); err != nil {
 		rctx, cancel := withoutCancel(e.ctx, ttl)
 		lc.Release(rctx, l.Name, l.Token)
