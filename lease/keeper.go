@@ -133,7 +133,7 @@ func Keep(ctx context.Context, c Interface, l *Lease, opts *KeeperOptions) *Keep
 	k := &Keeper{
 		c: c, name: l.Name, token: l.Token, ttl: o.TTL, every: max(o.Interval, time.Millisecond),
 		maxGap: o.MaxRetryInterval, clock: o.Clock,
-		done: make(chan struct{}), lease: l, expires: sent.Add(l.TTL),
+		done: make(chan struct{}), lease: new(*l), expires: sent.Add(l.TTL),
 	}
 	k.ctx, k.cancel = context.WithCancelCause(ctx)
 	go k.run()

@@ -132,6 +132,7 @@ func (c *runCmd) Run(e *env) error {
 	k := lease.Keep(e.ctx, lc, l, &lease.KeeperOptions{TTL: ttl, Sent: sent})
 	var lost error
 	var kill <-chan time.Time
+	keeping := k.Done() // nil once the loss is handled: a closed channel would spin the loop
 	group := -cmd.Process.Pid
 	for done := false; !done; {
 		select {
@@ -139,13 +140,12 @@ func (c *runCmd) Run(e *env) error {
 			done = true
 		case s := <-sigs:
 			syscall.Kill(group, s.(syscall.Signal))
-		case <-k.Done():
-			if lost == nil {
-				lost = k.Err()
-				fmt.Fprintf(e.stderr, "leasehold: %v\nleasehold: sending SIGTERM to the command, SIGKILL in %s if it is still running\n", lost, killAfter)
-				syscall.Kill(group, syscall.SIGTERM)
-				kill = time.After(killAfter)
-			}
+		case <-keeping:
+			keeping = nil
+			lost = k.Err()
+			fmt.Fprintf(e.stderr, "leasehold: %v\nleasehold: sending SIGTERM to the command, SIGKILL in %s if it is still running\n", lost, killAfter)
+			syscall.Kill(group, syscall.SIGTERM)
+			kill = time.After(killAfter)
 		case <-kill:
 			fmt.Fprintf(e.stderr, "leasehold: the command outlived --kill-after %s: sending SIGKILL\n", killAfter)
 			syscall.Kill(group, syscall.SIGKILL)

@@ -157,6 +157,7 @@ func TestRunStopsTheCommandWhenTheLeaseIsStolen(t *testing.T) {
 				"sh", "-c", tc.trap+`sleep 60 & echo $! > `+dir+`/grandchild; echo $$ > `+dir+`/pid; while :; do sleep 0.05; done`)
 			pid, _ := strconv.Atoi(strings.TrimSpace(waitFile(t, dir+"/pid", 5*time.Second)))
 			grand, _ := strconv.Atoi(strings.TrimSpace(waitFile(t, dir+"/grandchild", 5*time.Second)))
+			t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) }) // should leasehold fail to
 			stolen := time.Now()
 			tc.steal(t, n)
 			r := s.finish(t, 10*time.Second)
@@ -169,6 +170,13 @@ func TestRunStopsTheCommandWhenTheLeaseIsStolen(t *testing.T) {
 			}
 			if !strings.Contains(r.stderr, "lost") || !strings.Contains(r.stderr, "SIGTERM") {
 				t.Errorf("got stderr %q, want it to say the lease was lost and SIGTERM sent", r.stderr)
+			}
+			// Waiting out --kill-after must not spin: leasehold's CPU time stays far
+			// below the second it waited.
+			if cpu := s.state.UserTime() + s.state.SystemTime(); cpu > 600*time.Millisecond {
+				t.Errorf("leasehold used %v of CPU over %v, want it idle while it waits", cpu, r.took)
+			} else {
+				t.Logf("leasehold used %v of CPU over %v", cpu, r.took)
 			}
 			if tc.trap != "" && !strings.Contains(r.stderr, "SIGKILL") {
 				t.Errorf("got stderr %q, want SIGKILL after --kill-after for a command that ignores SIGTERM", r.stderr)
