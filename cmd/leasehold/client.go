@@ -18,7 +18,7 @@ import (
 // connFlags choose the transport of a client command: a Leasehold server
 // over HTTP (the default) or Redis itself.
 type connFlags struct {
-	Server    string `help:"Leasehold server URL." default:"http://127.0.0.1:7070" env:"LEASEHOLD_SERVER" placeholder:"URL" group:"Connection"`
+	Server    string `help:"Leasehold server URL (default http://127.0.0.1:7070)." default:"http://127.0.0.1:7070" env:"LEASEHOLD_SERVER" placeholder:"URL" group:"Connection"`
 	AuthToken string `help:"Bearer token for a server with auth on." env:"LEASEHOLD_TOKEN" placeholder:"TOKEN" group:"Connection"`
 	Redis     string `help:"Talk straight to Redis at this URL (redis://host:port/db, rediss:// for TLS) instead of a server." env:"-" placeholder:"URL" group:"Connection"`
 }
