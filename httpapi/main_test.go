@@ -178,3 +178,13 @@ func uniq(t testing.TB) string {
 	r := strings.NewReplacer("/", ".", " ", "_", "#", "-", "(", "", ")", "", "'", "", "\"", "", ",", "")
 	return r.Replace(t.Name())
 }
+
+// anyJSON decodes b for a schema check.
+func anyJSON(t testing.TB, b []byte) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("not JSON: %s", b)
+	}
+	return v
+}
