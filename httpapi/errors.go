@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/leasehold/leasehold/lease"
@@ -86,8 +87,8 @@ func mapError(err error) answer {
 		return answer{
 			status: http.StatusConflict,
 			body: errorBody{Error: CodeLeaseHeld, Name: held.Name, Holder: &held.Holder, Fence: held.Fence, TTLMs: &ttl,
-				Message: fmt.Sprintf("the lease %q is held by %s for another %dms: retry after that, or acquire with a wait",
-					held.Name, holderText(held.Holder), ttl)},
+				Message: fmt.Sprintf("the lease %q is held by %s for another %s: retry after that, or acquire with a wait",
+					held.Name, holderText(held.Holder), held.TTL.Round(time.Millisecond))},
 			retryAfter: retryAfter(ttl),
 		}
 	case errors.As(err, &notHold):
