@@ -263,3 +263,48 @@ func TestServeWarnsOnPublicListenWithoutAuth(t *testing.T) {
 		t.Errorf("want a warning for 0.0.0.0 without auth")
 	}
 }
+
+// TestServeOnEveryBackend runs one acquire, conflict and release through the
+// binary on Redis Cluster, Sentinel and Redlock, all real redis-servers.
+func TestServeOnEveryBackend(t *testing.T) {
+	bin := buildLeasehold(t)
+	cluster := redistest.StartCluster(t, 3)
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "lh-serve")
+	r1, r2, r3 := redistest.Start(t), redistest.Start(t), redistest.Start(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"cluster", []string{"--redis-cluster", strings.Join(cluster.Addrs(), ",")}},
+		{"sentinel", []string{"--redis-sentinel", sentinel.Addr(), "--sentinel-master", "lh-serve"}},
+		{"redlock", []string{"--redlock", r1.URL() + "," + r2.URL() + "," + r3.URL()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startServe(t, bin, nil, tc.args...)
+			name := "every-backend-" + tc.name
+			st, g, _ := post(t, p.url+"/v1/leases/"+name+"/acquire?ttl=30s&holder=a")
+			if st != 200 {
+				t.Fatalf("acquire: got %d %v", st, g)
+			}
+			st, h, hdr := post(t, p.url+"/v1/leases/"+name+"/acquire")
+			if st != 409 || h["error"] != "lease_held" || hdr.Get("Retry-After") == "" {
+				t.Errorf("second acquire: got %d %v", st, h)
+			}
+			res, err := http.Get(p.url + "/readyz")
+			if err != nil || res.StatusCode != 200 {
+				t.Errorf("readyz: got %v %v, want 200", res, err)
+			}
+			if res != nil {
+				res.Body.Close()
+			}
+			st, r, _ := post(t, p.url+"/v1/leases/"+name+"/release?token="+g["token"].(string))
+			if st != 200 || r["released"] != true {
+				t.Errorf("release: got %d %v", st, r)
+			}
+			if code, logs := p.stop(t); code != 0 {
+				t.Errorf("exit %d\n%s", code, logs)
+			}
+		})
+	}
+}
