@@ -59,7 +59,7 @@ type envOptions struct {
 func redisClient(t testing.TB, addr string, timeout time.Duration) *redis.Client {
 	rdb := redis.NewClient(&redis.Options{
 		Addr: addr, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
-		ContextTimeoutEnabled: true, MaxRetries: -1,
+		ContextTimeoutEnabled: true,
 	})
 	t.Cleanup(func() { rdb.Close() })
 	return rdb

@@ -19,8 +19,8 @@ import (
 	"github.com/leasehold/leasehold/internal/redistest"
 )
 
-// buildLeasehold builds the real binary once per test.
-func buildLeasehold(t *testing.T) string {
+// buildServeBinary builds the real binary once per test.
+func buildServeBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "leasehold")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -38,7 +38,7 @@ type serveProc struct {
 	done chan error
 }
 
-var listening = regexp.MustCompile(`url=(https?://\S+)`)
+var serveURLPattern = regexp.MustCompile(`url=(https?://\S+)`)
 
 func startServe(t *testing.T, bin string, env []string, args ...string) *serveProc {
 	t.Helper()
@@ -57,7 +57,7 @@ func startServe(t *testing.T, bin string, env []string, args ...string) *servePr
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
-			if m := listening.FindStringSubmatch(line); m != nil {
+			if m := serveURLPattern.FindStringSubmatch(line); m != nil {
 				select {
 				case urlCh <- m[1]:
 				default:
@@ -105,7 +105,7 @@ func (p *serveProc) stop(t *testing.T) (code int, logs string) {
 	return 0, b.String()
 }
 
-func post(t *testing.T, url string) (int, map[string]any, http.Header) {
+func servePost(t *testing.T, url string) (int, map[string]any, http.Header) {
 	t.Helper()
 	res, err := http.Post(url, "", nil)
 	if err != nil {
@@ -121,7 +121,7 @@ func post(t *testing.T, url string) (int, map[string]any, http.Header) {
 }
 
 func TestServeBinaryOnRedisAndEmbedded(t *testing.T) {
-	bin := buildLeasehold(t)
+	bin := buildServeBinary(t)
 	rs := redistest.Start(t)
 	for _, tc := range []struct {
 		name     string
@@ -137,15 +137,15 @@ func TestServeBinaryOnRedisAndEmbedded(t *testing.T) {
 			p := startServe(t, bin, tc.env, tc.args...)
 			name := strings.ReplaceAll(t.Name(), "/", ".")
 			name = strings.ReplaceAll(name, " ", "_")
-			st, g, _ := post(t, p.url+"/v1/leases/"+name+"/acquire?ttl=30s&holder=a")
+			st, g, _ := servePost(t, p.url+"/v1/leases/"+name+"/acquire?ttl=30s&holder=a")
 			if st != 200 || g["token"] == "" {
 				t.Fatalf("acquire: got %d %v", st, g)
 			}
-			st, h, hdr := post(t, p.url+"/v1/leases/"+name+"/acquire")
+			st, h, hdr := servePost(t, p.url+"/v1/leases/"+name+"/acquire")
 			if st != 409 || h["error"] != "lease_held" || hdr.Get("Retry-After") != "30" {
 				t.Errorf("second acquire: got %d %v Retry-After %q, want 409 lease_held Retry-After 30", st, h, hdr.Get("Retry-After"))
 			}
-			st, r, _ := post(t, p.url+"/v1/leases/"+name+"/release?token="+g["token"].(string))
+			st, r, _ := servePost(t, p.url+"/v1/leases/"+name+"/release?token="+g["token"].(string))
 			if st != 200 || r["released"] != true {
 				t.Errorf("release: got %d %v", st, r)
 			}
@@ -171,10 +171,10 @@ func TestServeBinaryOnRedisAndEmbedded(t *testing.T) {
 }
 
 func TestServeShutdownAnswersWaitersAndRejectsBadConfig(t *testing.T) {
-	bin := buildLeasehold(t)
+	bin := buildServeBinary(t)
 	rs := redistest.Start(t)
 	p := startServe(t, bin, nil, "--redis", rs.URL())
-	st, _, _ := post(t, p.url+"/v1/leases/w/acquire?ttl=1m")
+	st, _, _ := servePost(t, p.url+"/v1/leases/w/acquire?ttl=1m")
 	if st != 200 {
 		t.Fatalf("acquire: got %d", st)
 	}
@@ -242,7 +242,7 @@ func TestServeShutdownAnswersWaitersAndRejectsBadConfig(t *testing.T) {
 }
 
 func TestServeWarnsOnPublicListenWithoutAuth(t *testing.T) {
-	bin := buildLeasehold(t)
+	bin := buildServeBinary(t)
 	cmd := exec.Command(bin, "serve", "--listen", "0.0.0.0:0")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -267,7 +267,7 @@ func TestServeWarnsOnPublicListenWithoutAuth(t *testing.T) {
 // TestServeOnEveryBackend runs one acquire, conflict and release through the
 // binary on Redis Cluster, Sentinel and Redlock, all real redis-servers.
 func TestServeOnEveryBackend(t *testing.T) {
-	bin := buildLeasehold(t)
+	bin := buildServeBinary(t)
 	cluster := redistest.StartCluster(t, 3)
 	master := redistest.Start(t)
 	sentinel := redistest.StartSentinel(t, master, "lh-serve")
@@ -283,11 +283,11 @@ func TestServeOnEveryBackend(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startServe(t, bin, nil, tc.args...)
 			name := "every-backend-" + tc.name
-			st, g, _ := post(t, p.url+"/v1/leases/"+name+"/acquire?ttl=30s&holder=a")
+			st, g, _ := servePost(t, p.url+"/v1/leases/"+name+"/acquire?ttl=30s&holder=a")
 			if st != 200 {
 				t.Fatalf("acquire: got %d %v", st, g)
 			}
-			st, h, hdr := post(t, p.url+"/v1/leases/"+name+"/acquire")
+			st, h, hdr := servePost(t, p.url+"/v1/leases/"+name+"/acquire")
 			if st != 409 || h["error"] != "lease_held" || hdr.Get("Retry-After") == "" {
 				t.Errorf("second acquire: got %d %v", st, h)
 			}
@@ -298,7 +298,7 @@ func TestServeOnEveryBackend(t *testing.T) {
 			if res != nil {
 				res.Body.Close()
 			}
-			st, r, _ := post(t, p.url+"/v1/leases/"+name+"/release?token="+g["token"].(string))
+			st, r, _ := servePost(t, p.url+"/v1/leases/"+name+"/release?token="+g["token"].(string))
 			if st != 200 || r["released"] != true {
 				t.Errorf("release: got %d %v", st, r)
 			}

@@ -23,8 +23,8 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-// selfSigned writes a certificate and key for 127.0.0.1 into dir.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+// serveSelfSigned writes a certificate and key for 127.0.0.1 into dir.
+func serveSelfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -54,9 +54,9 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 }
 
 func TestServeTLSWithAuthFile(t *testing.T) {
-	bin := buildLeasehold(t)
+	bin := buildServeBinary(t)
 	dir := t.TempDir()
-	certFile, keyFile, pool := selfSigned(t, dir)
+	certFile, keyFile, pool := serveSelfSigned(t, dir)
 	authFile := filepath.Join(dir, "auth")
 	os.WriteFile(authFile, []byte("tls-test-token-0123456789 write *\n"), 0o600)
 	p := startServe(t, bin, []string{"LEASEHOLD_AUTH_FILE=" + authFile},
@@ -75,7 +75,7 @@ func TestServeTLSWithAuthFile(t *testing.T) {
 		t.Errorf("Release: %v", err)
 	}
 	anon := httpapi.NewClient(p.url, &httpapi.ClientOptions{HTTPClient: hc})
-	if _, err := anon.Get(ctx, "tls-test"); !isUnauthorized(err) {
+	if _, err := anon.Get(ctx, "tls-test"); !serveIsUnauthorized(err) {
 		t.Errorf("Get without a token: got %v, want ErrUnauthorized", err)
 	}
 	if code, logs := p.stop(t); code != 0 || strings.Contains(logs, "tls-test-token") {
@@ -83,7 +83,7 @@ func TestServeTLSWithAuthFile(t *testing.T) {
 	}
 }
 
-func isUnauthorized(err error) bool {
+func serveIsUnauthorized(err error) bool {
 	var ae *httpapi.AuthError
 	return err != nil && errors.As(err, &ae) && ae.Status == 401
 }
