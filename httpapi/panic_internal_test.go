@@ -1,7 +1,13 @@
 package httpapi
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
 	"encoding/json"
+	"github.com/leasehold/leasehold/lease"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -29,5 +35,30 @@ func TestRetryAfterRoundsUp(t *testing.T) {
 		if got := retryAfter(tc.ms); got != tc.want {
 			t.Errorf("retryAfter(%d): got %d, want %d", tc.ms, got, tc.want)
 		}
+	}
+}
+
+func TestMapErrorFindsWrappedErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{&lease.HeldError{Name: "n", TTL: 1500 * time.Millisecond}, 409, CodeLeaseHeld},
+		{fmt.Errorf("wrapped: %w", &lease.NotFoundError{Name: "n"}), 404, CodeNotFound},
+		{errors.Join(errors.New("x"), &lease.InvalidError{Code: lease.CodeInvalidTTL, Message: "m"}), 400, lease.CodeInvalidTTL},
+		{fmt.Errorf("op: %w", context.Canceled), statusClientClosed, codeCanceled},
+		{&lease.BackendError{Op: "acquire", MayHaveApplied: true}, 503, CodeBackendUnavailable},
+		{errTooLarge, 413, CodePayloadTooLarge},
+		{echo.ErrMethodNotAllowed, 405, CodeMethodNotAllowed},
+		{errors.New("boom"), 500, CodeInternal},
+	} {
+		a := mapError(tc.err)
+		if a.status != tc.status || a.body.Error != tc.code || a.body.Message == "" {
+			t.Errorf("mapError(%v): got %d %q %q, want %d %q", tc.err, a.status, a.body.Error, a.body.Message, tc.status, tc.code)
+		}
+	}
+	if a := mapError(&lease.HeldError{TTL: 1500 * time.Millisecond}); a.retryAfter != 2 {
+		t.Errorf("got Retry-After %d for 1.5s, want 2", a.retryAfter)
 	}
 }
