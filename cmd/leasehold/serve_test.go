@@ -308,3 +308,39 @@ func TestServeOnEveryBackend(t *testing.T) {
 		})
 	}
 }
+
+func TestServeStartsWithRedisDownAndReadyzTells(t *testing.T) {
+	bin := buildServeBinary(t)
+	rs := redistest.Start(t)
+	url := rs.URL()
+	rs.Kill()
+	p := startServe(t, bin, nil, "--redis", url, "--redis-timeout", "200ms")
+	get := func(path string) int {
+		res, err := http.Get(p.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if got := get("/healthz"); got != 200 {
+		t.Errorf("healthz: got %d, want 200", got)
+	}
+	if got := get("/readyz"); got != 503 {
+		t.Errorf("readyz with Redis down: got %d, want 503", got)
+	}
+	if err := rs.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for get("/readyz") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("readyz did not turn 200 within 10s of Redis coming up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, logs := p.stop(t)
+	if code != 0 || !strings.Contains(logs, "redis does not answer at start") {
+		t.Errorf("got exit %d, want 0 and a warning at start:\n%s", code, logs)
+	}
+}
