@@ -9,7 +9,7 @@ func SetAttemptHook(f func(name string, err error)) (restore func()) {
 	return func() { testHookAttempted = nil }
 }
 
-// SetHealthEvery changes how soon a silent pub/sub connection is pinged.
+// SetHealthEvery changes, for Clients made after it, how soon a silent pub/sub connection is pinged.
 func SetHealthEvery(d time.Duration) (restore func()) {
 	old := healthEvery
 	healthEvery = d

@@ -23,8 +23,9 @@ var ErrClosed = errors.New("lease: client closed")
 // acts: it attempts the acquire, and a release wakes only it, so a release
 // costs one attempt per process however many goroutines wait.
 type subscriber struct {
-	rdb     redis.UniversalClient
-	sharded bool
+	rdb         redis.UniversalClient
+	sharded     bool
+	healthEvery time.Duration
 
 	mu     sync.Mutex
 	conns  map[string]*psconn // by shard key; guarded by mu
@@ -84,7 +85,7 @@ type waiter struct {
 }
 
 func newSubscriber(rdb redis.UniversalClient, sharded bool) *subscriber {
-	return &subscriber{rdb: rdb, sharded: sharded, conns: map[string]*psconn{}}
+	return &subscriber{rdb: rdb, sharded: sharded, healthEvery: healthEvery, conns: map[string]*psconn{}}
 }
 
 // join puts a waiter at the back of channel's queue, subscribing the
@@ -288,7 +289,7 @@ func (c *psconn) sleep(d time.Duration) bool {
 	}
 }
 
-// healthEvery is how long the connection may stay silent before it is
+// healthEvery (read by New) is how long the connection may stay silent before it is
 // pinged; a second silence of that length ends it.
 var healthEvery = 3 * time.Second
 
@@ -356,7 +357,7 @@ func (c *psconn) read(ps *redis.PubSub) error {
 	ctx := context.Background()
 	silent := false
 	for {
-		msg, err := ps.ReceiveTimeout(ctx, healthEvery)
+		msg, err := ps.ReceiveTimeout(ctx, c.s.healthEvery)
 		if err != nil {
 			var ne interface{ Timeout() bool }
 			if errors.As(err, &ne) && ne.Timeout() && !silent {

@@ -47,10 +47,7 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 			return nil, &BackendError{Op: "acquire", Err: ErrClosed}
 		}
 		if attempt {
-			l, err := c.tryAcquire(ctx, name, o)
-			if testHookAttempted != nil {
-				testHookAttempted(name, err)
-			}
+			l, err := c.attempt(ctx, name, o)
 			var held *HeldError
 			switch {
 			case err == nil:
@@ -82,7 +79,7 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 		case <-end.C:
 			if last == nil {
 				// Never confirmed subscribed, so never tried: try once.
-				return c.tryAcquire(ctx, name, o)
+				return c.attempt(ctx, name, o)
 			}
 			return nil, last
 		case <-ctx.Done():
@@ -95,6 +92,14 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 			}
 		}
 	}
+}
+
+func (c *Client) attempt(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
+	l, err := c.tryAcquire(ctx, name, o)
+	if testHookAttempted != nil {
+		testHookAttempted(name, err)
+	}
+	return l, err
 }
 
 // abandon releases a grant that may have been made for a waiter whose

@@ -185,8 +185,10 @@ func TestWaitTakesOverAtExpiry(t *testing.T) {
 	if l.Fence <= holder.Fence {
 		t.Errorf("got fence %d, want more than %d", l.Fence, holder.Fence)
 	}
-	if late := took.Sub(expires); late < -5*time.Millisecond || late > 200*time.Millisecond {
-		t.Errorf("granted %s after the holder's expiry, want within (-5ms, 200ms)", late)
+	// Generous bounds: the machine is shared and -race is slow; the attempt
+	// count below is what shows there was no polling.
+	if late := took.Sub(expires); late < -5*time.Millisecond || late > 300*time.Millisecond {
+		t.Errorf("granted %s after the holder's expiry, want within (-5ms, 300ms)", late)
 	}
 	if n := attempts(); n != 2 && n != 3 {
 		t.Errorf("got %d attempts, want 2 (one held, one at expiry; 3 if PTTL rounding made it 1ms early)", n)
@@ -243,6 +245,9 @@ func TestWaitGivingUpLeavesNothing(t *testing.T) {
 		}
 	}
 	eventually(t, 5*time.Second, "not all 12 waiters joined", func() bool { return c.Waiters(name) == 12 })
+	eventually(t, 5*time.Second, "the channel was never subscribed", func() bool {
+		return numsub(t, rdb, "leasehold:{"+name+"}:released") > 0
+	})
 	if n := numsub(t, rdb, "leasehold:{"+name+"}:released"); n != 1 {
 		t.Errorf("got %d subscriptions for 12 waiters, want 1 (one shared connection)", n)
 	}
@@ -445,6 +450,7 @@ func TestWaitSurvivesPausedRedis(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 200 * time.Millisecond})
 	defer rdb.Close()
 	c := lease.New(rdb, nil)
+	defer c.Close() // its connection goroutine must end before SetHealthEvery is undone
 	name := fresh(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
