@@ -87,8 +87,10 @@ func lockers(rdb *redis.Client) []locker {
 }
 
 // contend runs n contenders on key until grants grants were made: each
-// takes the lock, holds it for benchHold and releases it, then queues again.
-// It returns the handoff latencies (all but the first grant's).
+// takes the lock, holds it for benchHold and releases it, then queues again
+// once somebody else has been granted it (so a releaser cannot take its own
+// lock back at once, and at each release n-1 others wait). It returns the
+// handoff latencies (all but the first grant's).
 func contend(b *testing.B, l locker, key string, n, grants int) []time.Duration {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -98,6 +100,7 @@ func contend(b *testing.B, l locker, key string, n, grants int) []time.Duration 
 		granted   int
 		released  atomic.Int64 // ns since start of the last release; 0 before the first
 		wg        sync.WaitGroup
+		next      = make(chan struct{}) // closed at the next grant; guarded by mu
 	)
 	start := time.Now()
 	for range n {
@@ -116,6 +119,9 @@ func contend(b *testing.B, l locker, key string, n, grants int) []time.Duration 
 				}
 				granted++
 				last := granted >= grants
+				close(next)
+				next = make(chan struct{})
+				mine := next
 				mu.Unlock()
 				if last {
 					cancel()
@@ -125,6 +131,10 @@ func contend(b *testing.B, l locker, key string, n, grants int) []time.Duration 
 				time.Sleep(benchHold)
 				released.Store(int64(time.Since(start)))
 				unlock()
+				select { // queue again once another contender has it
+				case <-mine:
+				case <-ctx.Done():
+				}
 			}
 		}()
 	}
