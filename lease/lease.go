@@ -189,7 +189,7 @@ func (c *Client) MaxWait() time.Duration { return c.maxWait }
 // so the first calls need no EVAL. Calls work without it: a missing script is
 // loaded on demand.
 func (c *Client) LoadScripts(ctx context.Context) error {
-	for _, s := range []*redis.Script{acquireScript, renewScript, releaseScript, inspectScript} {
+	for _, s := range []*redis.Script{acquireScript, renewScript, releaseScript, inspectScript, raiseScript} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return c.backendErr("load scripts", false, err)
 		}
@@ -199,7 +199,7 @@ func (c *Client) LoadScripts(ctx context.Context) error {
 
 // Ping checks that Redis answers and that the scripts are loaded.
 func (c *Client) Ping(ctx context.Context) error {
-	shas := []string{acquireScript.Hash(), renewScript.Hash(), releaseScript.Hash(), inspectScript.Hash()}
+	shas := []string{acquireScript.Hash(), renewScript.Hash(), releaseScript.Hash(), inspectScript.Hash(), raiseScript.Hash()}
 	loaded, err := c.rdb.ScriptExists(ctx, shas...).Result()
 	if err != nil {
 		return c.backendErr("ping", false, err)

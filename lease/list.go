@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -20,9 +21,10 @@ const maxScansPerPage = 32
 // whole listing appears at least once; one that comes or goes meanwhile may or
 // may not, and a lease may appear twice.
 //
-// A cursor is opaque: the SCAN cursor the page started from, and the last name
-// returned from that SCAN batch, so a batch larger than Limit is split between
-// pages without losing names.
+// A cursor is opaque: which node (for a Cluster, masters in address order),
+// the SCAN cursor the page started from on it, and the last name returned
+// from that SCAN batch, so a batch larger than Limit is split between pages
+// without losing names.
 func (c *Client) List(ctx context.Context, opts *ListOptions) (*Page, error) {
 	var o ListOptions
 	if opts != nil {
@@ -37,9 +39,16 @@ func (c *Client) List(ctx context.Context, opts *ListOptions) (*Page, error) {
 	if o.Limit < 1 || o.Limit > MaxListLimit {
 		return nil, invalid(CodeInvalidRequest, "the limit %d is out of range: use 1 to %d", o.Limit, MaxListLimit)
 	}
-	cur, after, err := decodeCursor(o.Cursor)
+	pos, err := decodeCursor(o.Cursor)
 	if err != nil {
 		return nil, err
+	}
+	nodes, err := c.scanNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if pos.node >= len(nodes) {
+		return nil, invalid(CodeInvalidRequest, "the cursor names node %d of %d: the cluster changed; start the listing again", pos.node, len(nodes))
 	}
 
 	// Names in a key never contain glob characters (ValidateName), but the
@@ -48,32 +57,35 @@ func (c *Client) List(ctx context.Context, opts *ListOptions) (*Page, error) {
 	page := &Page{Leases: []Lease{}}
 	var names []string
 	for scans := 0; ; scans++ {
-		keys, next, err := c.rdb.Scan(ctx, cur, match, int64(max(o.Limit, 64))).Result()
+		keys, next, err := nodes[pos.node].Scan(ctx, pos.scan, match, int64(max(o.Limit, 64))).Result()
 		if err != nil {
 			return nil, c.backendErr("list", false, err)
 		}
 		batch := c.names(keys)
 		sort.Strings(batch)
-		if after != "" {
-			i := sort.SearchStrings(batch, after)
-			for i < len(batch) && batch[i] <= after {
+		if pos.after != "" {
+			i := sort.SearchStrings(batch, pos.after)
+			for i < len(batch) && batch[i] <= pos.after {
 				i++
 			}
-			batch, after = batch[i:], ""
+			batch, pos.after = batch[i:], ""
 		}
 		room := o.Limit - len(names)
 		if len(batch) > room {
 			names = append(names, batch[:room]...)
-			page.NextCursor = encodeCursor(cur, batch[room-1])
+			pos.after = batch[room-1]
+			page.NextCursor = pos.encode()
 			break
 		}
 		names = append(names, batch...)
-		cur = next
-		if cur == 0 {
-			break
+		pos.scan = next
+		if pos.scan == 0 {
+			if pos.node++; pos.node == len(nodes) {
+				break
+			}
 		}
 		if len(names) == o.Limit || scans == maxScansPerPage {
-			page.NextCursor = encodeCursor(cur, "")
+			page.NextCursor = pos.encode()
 			break
 		}
 	}
@@ -146,28 +158,69 @@ func (c *Client) names(keys []string) []string {
 	return out
 }
 
-func encodeCursor(scan uint64, after string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatUint(scan, 10) + "|" + after))
+// scanNodes returns what SCAN runs on: the client itself, or every master of
+// a Cluster in address order (SCAN on a Cluster client sees one node only).
+func (c *Client) scanNodes(ctx context.Context) ([]redis.Cmdable, error) {
+	cc, ok := c.rdb.(*redis.ClusterClient)
+	if !ok {
+		return []redis.Cmdable{c.rdb}, nil
+	}
+	var (
+		mu      sync.Mutex
+		masters = map[string]*redis.Client{}
+	)
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		mu.Lock()
+		masters[m.Options().Addr] = m
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, c.backendErr("list", false, err)
+	}
+	addrs := make([]string, 0, len(masters))
+	for a := range masters {
+		addrs = append(addrs, a)
+	}
+	sort.Strings(addrs)
+	nodes := make([]redis.Cmdable, len(addrs))
+	for i, a := range addrs {
+		nodes[i] = masters[a]
+	}
+	return nodes, nil
 }
 
-func decodeCursor(s string) (uint64, string, error) {
+// cursor is where a listing goes on.
+type cursor struct {
+	node  int    // index into scanNodes
+	scan  uint64 // SCAN cursor on that node
+	after string // skip names up to this one in the first batch
+}
+
+func (p cursor) encode() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(
+		strconv.Itoa(p.node) + "|" + strconv.FormatUint(p.scan, 10) + "|" + p.after))
+}
+
+func decodeCursor(s string) (cursor, error) {
 	if s == "" {
-		return 0, "", nil
+		return cursor{}, nil
 	}
 	bad := invalid(CodeInvalidRequest, "the cursor is not one this server gave: pass next_cursor from the previous page unchanged")
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return 0, "", bad
+		return cursor{}, bad
 	}
-	num, after, ok := strings.Cut(string(b), "|")
-	if !ok {
-		return 0, "", bad
+	parts := strings.SplitN(string(b), "|", 3)
+	if len(parts) != 3 {
+		return cursor{}, bad
 	}
-	scan, err := strconv.ParseUint(num, 10, 64)
-	if err != nil || after != "" && ValidateName(after) != nil {
-		return 0, "", bad
+	node, err1 := strconv.Atoi(parts[0])
+	scan, err2 := strconv.ParseUint(parts[1], 10, 64)
+	if err1 != nil || err2 != nil || node < 0 || parts[2] != "" && ValidateName(parts[2]) != nil {
+		return cursor{}, bad
 	}
-	return scan, after, nil
+	return cursor{node: node, scan: scan, after: parts[2]}, nil
 }
 
 func globEscape(s string) string {

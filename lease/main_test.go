@@ -15,6 +15,10 @@ import (
 // server of their own; they keep apart by lease name.
 var shared *redistest.Server
 
+// backendAddr is where newClient connects: the shared redis-server, or the
+// embedded store while TestEmbeddedConformance runs.
+var backendAddr string
+
 func TestMain(m *testing.M) {
 	var err error
 	shared, err = redistest.New()
@@ -22,6 +26,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		os.Exit(1)
 	}
+	backendAddr = shared.Addr()
 	code := m.Run()
 	shared.Close()
 	os.Exit(code)
@@ -30,7 +35,8 @@ func TestMain(m *testing.M) {
 // newClient returns a Client on the shared server and a go-redis client to
 // look at the keys directly.
 func newClient(t testing.TB, opts *lease.Options) (*lease.Client, *redis.Client) {
-	rdb := shared.Client(t)
+	rdb := redis.NewClient(&redis.Options{Addr: backendAddr})
+	t.Cleanup(func() { rdb.Close() })
 	return lease.New(rdb, opts), rdb
 }
 

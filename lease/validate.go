@@ -29,30 +29,34 @@ func ValidateName(name string) error {
 	if name == "" {
 		return invalid(CodeInvalidName, "the lease name is empty: give 1 to %d characters of A-Z a-z 0-9 . _ - :", MaxNameLen)
 	}
-	if len(name) > MaxNameLen {
-		return invalid(CodeInvalidName, "the lease name is %d bytes long: use at most %d", len(name), MaxNameLen)
+	return checkName(CodeInvalidName, "lease name", name)
+}
+
+// ValidatePrefix checks a name prefix for List: "" or the start of a valid name.
+func ValidatePrefix(prefix string) error {
+	return checkName(CodeInvalidRequest, "prefix", prefix)
+}
+
+// checkName checks the length and alphabet of a name or a prefix of one.
+func checkName(code, what, s string) error {
+	if len(s) > MaxNameLen {
+		return invalid(code, "the %s is %d bytes long: use at most %d", what, len(s), MaxNameLen)
 	}
-	for i := 0; i < len(name); i++ {
-		if !nameByte(name[i]) {
-			return invalid(CodeInvalidName, "the lease name %q has %q at byte %d: use only A-Z a-z 0-9 . _ - :",
-				clip(name), rune(name[i]), i)
+	for i := 0; i < len(s); i++ {
+		if !nameByte(s[i]) {
+			return invalid(code, "the %s %q has %s at byte %d: use only A-Z a-z 0-9 . _ - :",
+				what, clip(s), byteText(s[i]), i)
 		}
 	}
 	return nil
 }
 
-// ValidatePrefix checks a name prefix for List: "" or the start of a valid name.
-func ValidatePrefix(prefix string) error {
-	if len(prefix) > MaxNameLen {
-		return invalid(CodeInvalidRequest, "the prefix is %d bytes long: use at most %d", len(prefix), MaxNameLen)
+// byteText names a byte for an error message: 'x' when printable ASCII, else 0xNN.
+func byteText(c byte) string {
+	if c > ' ' && c < 0x7f {
+		return fmt.Sprintf("%q", rune(c))
 	}
-	for i := 0; i < len(prefix); i++ {
-		if !nameByte(prefix[i]) {
-			return invalid(CodeInvalidRequest, "the prefix %q has %q at byte %d: use only A-Z a-z 0-9 . _ - :",
-				clip(prefix), rune(prefix[i]), i)
-		}
-	}
-	return nil
+	return fmt.Sprintf("0x%02x", c)
 }
 
 func nameByte(c byte) bool {
@@ -70,7 +74,7 @@ func ValidateToken(token string) error {
 	for i := 0; i < len(token); i++ {
 		c := token[i]
 		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return invalid(CodeInvalidToken, "the token has a %q at byte %d: use only A-Z a-z 0-9 - _", rune(c), i)
+			return invalid(CodeInvalidToken, "the token has %s at byte %d: use only A-Z a-z 0-9 - _", byteText(c), i)
 		}
 	}
 	return nil

@@ -214,4 +214,3 @@ func BenchmarkCommandsPerGrant(b *testing.B) {
 		})
 	}
 }
-

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/embedded"
 	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/redis/go-redis/v9"
@@ -539,4 +540,40 @@ func TestWaitCluster(t *testing.T) {
 	if n := attempts(); n != 2 {
 		t.Errorf("got %d attempts, want 2", n)
 	}
+}
+
+// The embedded store (miniredis) runs the same scripts: its PUBLISH from the
+// release script wakes a waiter subscribed with plain SUBSCRIBE.
+func TestWaitOnEmbeddedStore(t *testing.T) {
+	store, err := embedded.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: store.Addr()})
+	defer rdb.Close()
+	c := lease.New(rdb, nil)
+	name := fresh(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+	eventually(t, 5*time.Second, "no first attempt", func() bool { return attempts() == 1 })
+	if err := c.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("got %v, want a grant", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not granted within 10s of the release")
+	}
+	if n := attempts(); n != 2 {
+		t.Errorf("got %d attempts, want 2 (woken by the release, not by expiry)", n)
+	}
+	eventually(t, 5*time.Second, "the client still has a pub/sub connection", func() bool { return c.Conns() == 0 })
 }

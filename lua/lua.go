@@ -29,3 +29,9 @@ var Release string
 //
 //go:embed inspect.lua
 var Inspect string
+
+// Raise lifts a grant's fence on one master of a Redlock quorum to the
+// largest fence the quorum granted.
+//
+//go:embed raise.lua
+var Raise string

@@ -1,8 +1,243 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
 
-// serveCmd runs the HTTP server. (Being built: see the HTTP API issue.)
-type serveCmd struct{}
+	"github.com/leasehold/leasehold/httpapi"
+	"github.com/leasehold/leasehold/internal/embedded"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/redis/go-redis/v9"
+)
 
-func (s *serveCmd) Run(e *env) error { return errors.New("serve: not built yet") }
+// serveCmd runs the HTTP server. Every flag also reads LEASEHOLD_<FLAG>
+// (LEASEHOLD_REDIS, LEASEHOLD_MAX_TTL, ...).
+type serveCmd struct {
+	Listen string `default:"127.0.0.1:7070" placeholder:"ADDR" help:"Address to listen on. Binding anything but loopback without --auth-file logs a warning."`
+
+	Redis          string   `placeholder:"URL" help:"One Redis: redis://[user:pass@]host:port/db, rediss:// for TLS. Without any Redis flag the server runs on an embedded in-memory store."`
+	RedisCluster   []string `sep:"," placeholder:"HOST:PORT" help:"Redis Cluster seed nodes."`
+	RedisSentinel  []string `sep:"," placeholder:"HOST:PORT" help:"Redis Sentinel addresses (with --sentinel-master)."`
+	SentinelMaster string   `placeholder:"NAME" help:"Name of the master that the sentinels watch."`
+	Redlock        []string `sep:"," placeholder:"URL" help:"Redlock over independent Redis masters (redis:// URLs); a grant needs a majority."`
+	RedisUsername  string   `placeholder:"USER" help:"Redis user for --redis-cluster and --redis-sentinel (a --redis URL carries its own)."`
+	RedisPassword  string   `placeholder:"PASS" help:"Redis password for --redis-cluster and --redis-sentinel (a --redis URL carries its own)."`
+	KeyPrefix      string   `default:"leasehold:" placeholder:"PREFIX" help:"Prefix of every Redis key."`
+
+	MaxTTL       time.Duration `name:"max-ttl" default:"24h" help:"Largest TTL granted."`
+	MaxWait      time.Duration `default:"5m" help:"Longest wait an acquire may ask for."`
+	RedisTimeout time.Duration `default:"2s" help:"Bound of each Redis call; one that runs over is answered 503 backend_unavailable."`
+
+	AuthFile string `placeholder:"FILE" help:"Bearer tokens, one a line: TOKEN ACCESS PREFIXES (see docs/http.md). Default: no auth."`
+	TLSCert  string `name:"tls-cert" placeholder:"FILE" help:"TLS certificate (PEM) for HTTPS, with --tls-key."`
+	TLSKey   string `name:"tls-key" placeholder:"FILE" help:"TLS private key (PEM), with --tls-cert."`
+
+	LogLevel        string        `default:"info" enum:"debug,info,warn,error" help:"Log level: debug logs one line per request (${enum})."`
+	LogFormat       string        `default:"text" enum:"text,json" help:"Log format (${enum})."`
+	ShutdownTimeout time.Duration `default:"30s" help:"How long shutdown waits for requests in flight."`
+}
+
+func (s *serveCmd) Run(e *env) error {
+	log := newLogger(e.stderr, s.LogLevel, s.LogFormat)
+	if err := s.check(); err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	var auth *httpapi.Auth
+	if s.AuthFile != "" {
+		var err error
+		if auth, err = httpapi.LoadAuthFile(s.AuthFile); err != nil {
+			return &exitError{code: exitUsage, err: err}
+		}
+	}
+
+	backend, closeBackend, err := s.backend(log)
+	if err != nil {
+		return &exitError{code: exitUsage, err: err}
+	}
+	defer closeBackend()
+	ctx, cancel := context.WithTimeout(e.ctx, s.RedisTimeout)
+	if err := backend.LoadScripts(ctx); err != nil {
+		log.Warn("redis does not answer at start: /readyz answers 503 until it does", "err", err)
+	}
+	cancel()
+
+	ln, err := net.Listen("tcp", s.Listen)
+	if err != nil {
+		return &exitError{code: exitUnavailable, err: err}
+	}
+	if auth == nil && !loopback(ln.Addr()) {
+		log.Warn("LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT AUTH: anyone who can reach it can take and release leases; use --auth-file",
+			"addr", ln.Addr().String())
+	}
+
+	api := httpapi.New(backend, &httpapi.Options{Auth: auth, Logger: log, RedisTimeout: s.RedisTimeout})
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// A waiting acquire answers after up to --max-wait, plus a Redis call.
+		WriteTimeout:   s.MaxWait + s.RedisTimeout + 30*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if s.TLSCert != "" {
+		scheme = "https"
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+
+	sigCtx, stop := signal.NotifyContext(e.ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() {
+		if scheme == "https" {
+			served <- srv.ServeTLS(ln, s.TLSCert, s.TLSKey)
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
+	log.Info("leasehold serving", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String(), "version", version,
+		"auth", auth != nil, "max_ttl", s.MaxTTL, "max_wait", s.MaxWait, "redis_timeout", s.RedisTimeout)
+
+	select {
+	case err := <-served:
+		return &exitError{code: exitUnavailable, err: fmt.Errorf("serve: %w", err)}
+	case <-sigCtx.Done():
+	}
+	stop()
+	log.Info("shutting down: waiting acquires get 503 shutting_down, requests in flight finish", "timeout", s.ShutdownTimeout)
+	api.Stop()
+	shutCtx, cancelShut := context.WithTimeout(context.Background(), s.ShutdownTimeout)
+	defer cancelShut()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		srv.Close()
+		return &exitError{code: exitFailure, err: fmt.Errorf("shutdown: %w", err)}
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return &exitError{code: exitFailure, err: err}
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// check rejects flags that contradict each other.
+func (s *serveCmd) check() error {
+	n := 0
+	for _, set := range []bool{s.Redis != "", len(s.RedisCluster) > 0, len(s.RedisSentinel) > 0, len(s.Redlock) > 0} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n > 1:
+		return errors.New("give one of --redis, --redis-cluster, --redis-sentinel and --redlock")
+	case len(s.RedisSentinel) > 0 && s.SentinelMaster == "":
+		return errors.New("--redis-sentinel needs --sentinel-master NAME")
+	case s.SentinelMaster != "" && len(s.RedisSentinel) == 0:
+		return errors.New("--sentinel-master needs --redis-sentinel HOST:PORT,...")
+	case (s.TLSCert == "") != (s.TLSKey == ""):
+		return errors.New("give --tls-cert and --tls-key together")
+	case s.MaxTTL < lease.MinTTL:
+		return fmt.Errorf("--max-ttl %s is below the smallest TTL, %s", s.MaxTTL, lease.MinTTL)
+	case s.MaxWait < 0 || s.RedisTimeout <= 0 || s.ShutdownTimeout <= 0:
+		return errors.New("--max-wait, --redis-timeout and --shutdown-timeout must be positive")
+	case s.KeyPrefix == "":
+		return errors.New("--key-prefix must not be empty")
+	}
+	return nil
+}
+
+// backend builds the lease engine the flags ask for, and what closes it.
+func (s *serveCmd) backend(log *slog.Logger) (httpapi.Backend, func(), error) {
+	opts := &lease.Options{KeyPrefix: s.KeyPrefix, MaxTTL: s.MaxTTL, MaxWait: s.MaxWait}
+	switch {
+	case s.Redis != "":
+		o, err := redis.ParseURL(s.Redis)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--redis: %w", err)
+		}
+		s.timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
+		rdb := redis.NewClient(o)
+		log.Info("using redis", "addr", o.Addr, "db", o.DB, "tls", o.TLSConfig != nil)
+		return lease.New(rdb, opts), func() { rdb.Close() }, nil
+	case len(s.RedisCluster) > 0:
+		o := &redis.ClusterOptions{Addrs: s.RedisCluster, Username: s.RedisUsername, Password: s.RedisPassword}
+		s.timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
+		rdb := redis.NewClusterClient(o)
+		log.Info("using redis cluster", "seeds", strings.Join(s.RedisCluster, ","))
+		return lease.New(rdb, opts), func() { rdb.Close() }, nil
+	case len(s.RedisSentinel) > 0:
+		o := &redis.FailoverOptions{MasterName: s.SentinelMaster, SentinelAddrs: s.RedisSentinel,
+			Username: s.RedisUsername, Password: s.RedisPassword}
+		s.timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
+		rdb := redis.NewFailoverClient(o)
+		log.Info("using redis sentinel", "master", s.SentinelMaster, "sentinels", strings.Join(s.RedisSentinel, ","))
+		return lease.New(rdb, opts), func() { rdb.Close() }, nil
+	case len(s.Redlock) > 0:
+		var rdbs []redis.UniversalClient
+		closeAll := func() {
+			for _, r := range rdbs {
+				r.Close()
+			}
+		}
+		for _, u := range s.Redlock {
+			o, err := redis.ParseURL(u)
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("--redlock %q: %w", u, err)
+			}
+			s.timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
+			rdbs = append(rdbs, redis.NewClient(o))
+		}
+		if len(rdbs) < 3 {
+			log.Warn("redlock over fewer than 3 masters survives the loss of none", "masters", len(rdbs))
+		}
+		rl, err := lease.NewRedlock(rdbs, opts)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		log.Info("using redlock", "masters", len(rdbs))
+		return rl, closeAll, nil
+	}
+	store, err := embedded.Start()
+	if err != nil {
+		return nil, nil, err
+	}
+	o := &redis.Options{Addr: store.Addr()}
+	s.timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
+	rdb := redis.NewClient(o)
+	log.Warn("no Redis given: using the EMBEDDED in-memory store; leases live in this process on one node and are lost when it stops; use --redis for anything that matters")
+	return lease.New(rdb, opts), func() { rdb.Close(); store.Close() }, nil
+}
+
+// timeouts makes every Redis call fail within --redis-timeout.
+func (s *serveCmd) timeouts(dial, read, write *time.Duration, ctxTimeout *bool) {
+	*dial, *read, *write, *ctxTimeout = s.RedisTimeout, s.RedisTimeout, s.RedisTimeout, true
+}
+
+func loopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level)) // kong's enum admits only valid levels
+	o := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}

@@ -33,6 +33,7 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	conf string // a config file to start with ("" for none): Sentinel needs one
 	args []string
 
 	mu   sync.Mutex // guards proc
@@ -68,8 +69,12 @@ func New(args ...string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, dir: dir, args: args}
-	var lastErr error
+	return launch(&Server{bin: bin, dir: dir, args: args})
+}
+
+// launch starts s on a free port, retrying when another process takes it first.
+func launch(s *Server) (*Server, error) {
+	var err, lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		if s.port, err = freePort(); err != nil {
 			break
@@ -78,7 +83,7 @@ func New(args ...string) (*Server, error) {
 			return s, nil
 		}
 	}
-	os.RemoveAll(dir)
+	os.RemoveAll(s.dir)
 	return nil, fmt.Errorf("redistest: start redis-server: %v", errors.Join(err, lastErr))
 }
 
@@ -107,6 +112,9 @@ func (s *Server) start() error {
 		"--dir", s.dir, "--save", "", "--appendonly", "no",
 		"--logfile", filepath.Join(s.dir, "redis.log"),
 	}, s.args...)
+	if s.conf != "" {
+		args = append([]string{s.conf}, args...)
+	}
 	p := &proc{cmd: exec.Command(s.bin, args...), done: make(chan struct{})}
 	if err := p.cmd.Start(); err != nil {
 		return err

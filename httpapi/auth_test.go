@@ -1,0 +1,87 @@
+package httpapi_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"testing"
+
+	"github.com/leasehold/leasehold/httpapi"
+)
+
+const (
+	writerToken = "ci-runner-4f9c2a7e1b"
+	readerToken = "reader-token-0123456789"
+)
+
+func authFile() string {
+	h := sha256.Sum256([]byte(readerToken))
+	return "# token  access  prefixes\n" +
+		writerToken + "   write   jobs:,ci:   # a comment\n" +
+		"\n" +
+		"sha256:" + hex.EncodeToString(h[:]) + "  read  *\n"
+}
+
+func TestAuth(t *testing.T) {
+	e := newEnv(t, &envOptions{auth: authFile()})
+	name := "jobs:" + uniq(t)
+	w, r := "Authorization: Bearer "+writerToken, "Authorization: Bearer "+readerToken
+	for _, tc := range []struct {
+		method, path, header string
+		status               int
+		code                 string
+	}{
+		{"GET", "/healthz", "", 200, ""},
+		{"GET", "/readyz", "", 200, ""},
+		{"GET", "/v1/openapi.json", "", 200, ""},
+		{"POST", "/v1/leases/" + name + "/acquire", "", 401, "unauthorized"},
+		{"POST", "/v1/leases/" + name + "/acquire", "Authorization: Bearer wrong-token-00000000", 401, "unauthorized"},
+		{"POST", "/v1/leases/" + name + "/acquire", "Authorization: Basic " + writerToken, 401, "unauthorized"},
+		{"GET", "/v1/leases/" + name, "", 401, "unauthorized"},
+		{"GET", "/v1/leases", "", 401, "unauthorized"},
+		{"POST", "/v1/leases/" + name + "/acquire", r, 403, "forbidden"},
+		{"POST", "/v1/leases/other:" + uniq(t) + "/acquire", w, 403, "forbidden"},
+		{"GET", "/v1/leases?prefix=other:", w, 403, "forbidden"},
+		{"GET", "/v1/leases", w, 403, "forbidden"},
+		{"GET", "/v1/leases?prefix=jo", w, 403, "forbidden"},
+		{"POST", "/v1/leases/" + name + "/acquire?ttl=10s", w, 200, ""},
+		{"POST", "/v1/leases/" + name + "/acquire", strings.ToLower(w[:22]) + w[22:], 409, "lease_held"},
+		{"GET", "/v1/leases/" + name, r, 200, ""},
+		{"GET", "/v1/leases/" + name, w, 200, ""},
+		{"POST", "/v1/leases/" + name + "/verify?fence=1", r, 409, "not_holder"},
+		{"GET", "/v1/leases?prefix=jobs:", w, 200, ""},
+		{"GET", "/v1/leases", r, 200, ""},
+	} {
+		t.Run(tc.method+" "+tc.path+" "+tc.header, func(t *testing.T) {
+			var hs []string
+			if tc.header != "" {
+				hs = append(hs, tc.header)
+			}
+			res := e.do(tc.method, tc.path, "", hs...).want(t, tc.status, tc.code)
+			if tc.status == 401 && !strings.HasPrefix(res.header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("got WWW-Authenticate %q, want Bearer", res.header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+	if logs := e.logs.String(); strings.Contains(logs, writerToken) || strings.Contains(logs, readerToken) {
+		t.Errorf("the logs contain a bearer token")
+	}
+}
+
+func TestParseAuthRejectsMalformedFilesNamingTheLine(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{"tok-0123456789abcdef write *\nbad line\n", "line 2"},
+		{"tok-0123456789abcdef admin *\n", "line 1: access \"admin\""},
+		{"# only a comment\n", "no tokens"},
+		{"sha256:abc read *\n", "64 hex digits"},
+		{"short write *\n", "at least 16"},
+		{"tok-0123456789abcdef write a,,b\n", "empty entry"},
+		{"tok-0123456789abcdef write a/b\n", "prefix \"a/b\""},
+		{"tok-0123456789abcdef write *\ntok-0123456789abcdef read *\n", "line 2: this token is already listed"},
+	} {
+		_, err := httpapi.ParseAuth(strings.NewReader(tc.file))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseAuth(%q): got %v, want an error containing %q", tc.file, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Error codes of the API, the "error" field of every error body. The codes
+// of bad input are lease's: lease.CodeInvalidName, CodeInvalidTTL,
+// CodeInvalidToken and CodeInvalidRequest.
+const (
+	CodeLeaseHeld          = "lease_held"
+	CodeNotHolder          = "not_holder"
+	CodeNotFound           = "not_found"
+	CodeUnauthorized       = "unauthorized"
+	CodeForbidden          = "forbidden"
+	CodeMethodNotAllowed   = "method_not_allowed"
+	CodePayloadTooLarge    = "payload_too_large"
+	CodeBackendUnavailable = "backend_unavailable"
+	CodeShuttingDown       = "shutting_down"
+	CodeInternal           = "internal"
+	// codeCanceled is logged and counted when the client went away before
+	// its answer; nobody reads the body.
+	codeCanceled = "canceled"
+)
+
+// routeNotFound starts the message of a 404 for a path that is no route,
+// so that the client can tell it from a lease that is not found.
+const routeNotFound = "no such route"
+
+// statusClientClosed is nginx's 499: the client closed the request.
+const statusClientClosed = 499
+
+// apiError is an answer the server gives as it is.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &lease.InvalidError{Code: lease.CodeInvalidRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+var (
+	errTooLarge = &apiError{http.StatusRequestEntityTooLarge, CodePayloadTooLarge,
+		"the request body is over 64 KiB: send at most 65536 bytes"}
+	errShuttingDown = &apiError{http.StatusServiceUnavailable, CodeShuttingDown,
+		"the server is shutting down: retry against another server or in a moment"}
+	errUnauthorized = &apiError{http.StatusUnauthorized, CodeUnauthorized,
+		"send a valid token from the server's auth file as Authorization: Bearer <token>"}
+	// errRedisTimeout is the cause of a context that ran out of --redis-timeout.
+	errRedisTimeout = errors.New("no answer within --redis-timeout")
+)
+
+// answer is what the one error mapper decides for an error.
+type answer struct {
+	status     int
+	body       errorBody
+	retryAfter int // seconds; 0: no Retry-After header
+}
+
+// mapError is the one place that turns an error into a status code and an
+// error body.
+func mapError(err error) answer {
+	var (
+		held     *lease.HeldError
+		notHold  *lease.NotHolderError
+		notFound *lease.NotFoundError
+		inv      *lease.InvalidError
+		backend  *lease.BackendError
+		api      *apiError
+		he       *echo.HTTPError
+	)
+	switch {
+	case errors.As(err, &held):
+		ttl := held.TTL.Milliseconds()
+		return answer{
+			status: http.StatusConflict,
+			body: errorBody{Error: CodeLeaseHeld, Name: held.Name, Holder: &held.Holder, Fence: held.Fence, TTLMs: &ttl,
+				Message: fmt.Sprintf("the lease %q is held by %s for another %dms: retry after that, or acquire with a wait",
+					held.Name, holderText(held.Holder), ttl)},
+			retryAfter: retryAfter(ttl),
+		}
+	case errors.As(err, &notHold):
+		ttl := notHold.TTL.Milliseconds()
+		return answer{
+			status: http.StatusConflict,
+			body: errorBody{Error: CodeNotHolder, Name: notHold.Name, Holder: &notHold.Holder, Fence: notHold.Fence, TTLMs: &ttl,
+				Message: fmt.Sprintf("the lease %q is now held by %s (fence %d), not by this token or fence: you have lost it",
+					notHold.Name, holderText(notHold.Holder), notHold.Fence)},
+		}
+	case errors.As(err, &notFound):
+		return answer{status: http.StatusNotFound, body: errorBody{Error: CodeNotFound,
+			Message: fmt.Sprintf("there is no lease %q: it was released, expired, or never taken", notFound.Name)}}
+	case errors.As(err, &inv):
+		return answer{status: http.StatusBadRequest, body: errorBody{Error: inv.Code, Message: inv.Message}}
+	case errors.As(err, &backend):
+		applied := backend.MayHaveApplied
+		msg := "redis did not answer; the change was not applied: retry later"
+		if applied {
+			msg = "redis did not answer; the change may have been applied: retry, or check with a read"
+		}
+		if backend.Op == "get" || backend.Op == "list" || backend.Op == "ping" {
+			msg = "redis did not answer: retry later"
+		}
+		return answer{status: http.StatusServiceUnavailable,
+			body: errorBody{Error: CodeBackendUnavailable, Message: msg, MayHaveApplied: &applied}}
+	case errors.As(err, &api):
+		return answer{status: api.status, body: errorBody{Error: api.code, Message: api.msg}}
+	case errors.As(err, &he):
+		return mapEchoError(he)
+	case errors.Is(err, context.Canceled):
+		return answer{status: statusClientClosed, body: errorBody{Error: codeCanceled, Message: "the client went away"}}
+	}
+	return answer{status: http.StatusInternalServerError, body: errorBody{Error: CodeInternal,
+		Message: "the server failed unexpectedly: retry, and report it if it lasts"}}
+}
+
+func mapEchoError(he *echo.HTTPError) answer {
+	switch he.Code {
+	case http.StatusNotFound:
+		return answer{status: he.Code, body: errorBody{Error: CodeNotFound,
+			Message: routeNotFound + ": see /v1/openapi.json for the API"}}
+	case http.StatusMethodNotAllowed:
+		return answer{status: he.Code, body: errorBody{Error: CodeMethodNotAllowed,
+			Message: "this route does not take that method: see the Allow header"}}
+	case http.StatusRequestEntityTooLarge:
+		return answer{status: he.Code, body: errorBody{Error: CodePayloadTooLarge, Message: errTooLarge.msg}}
+	}
+	if he.Code >= 400 && he.Code < 500 {
+		return answer{status: he.Code, body: errorBody{Error: lease.CodeInvalidRequest,
+			Message: fmt.Sprintf("the request is malformed (%s)", http.StatusText(he.Code))}}
+	}
+	return answer{status: http.StatusInternalServerError, body: errorBody{Error: CodeInternal,
+		Message: "the server failed unexpectedly: retry, and report it if it lasts"}}
+}
+
+// retryAfter is ttl in whole seconds, rounded up, at least 1.
+func retryAfter(ttlMs int64) int {
+	s := (ttlMs + 999) / 1000
+	if s < 1 {
+		s = 1
+	}
+	return int(s)
+}
+
+func holderText(h string) string {
+	if h == "" {
+		return "an unnamed holder"
+	}
+	return strconv.Quote(h)
+}
+
+// Errors of the HTTP client that lease has no type for.
+
+var (
+	// ErrUnauthorized is matched by an *AuthError of status 401.
+	ErrUnauthorized = errors.New("httpapi: unauthorized")
+	// ErrForbidden is matched by an *AuthError of status 403.
+	ErrForbidden = errors.New("httpapi: forbidden")
+)
+
+// AuthError is a 401 or 403 answer: no, or a wrong, bearer token (401,
+// ErrUnauthorized), or a token whose scope does not cover the name (403,
+// ErrForbidden).
+type AuthError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("httpapi: %s (%d): %s", e.Code, e.Status, e.Message)
+}
+
+// Is reports whether target is ErrUnauthorized (for a 401) or ErrForbidden (for a 403).
+func (e *AuthError) Is(target error) bool {
+	return target == ErrUnauthorized && e.Status == http.StatusUnauthorized ||
+		target == ErrForbidden && e.Status == http.StatusForbidden
+}
+
+// StatusError is any other answer the client cannot turn into a lease
+// error: 413 payload_too_large, 405, a 500, or a body that is not the API's.
+type StatusError struct {
+	Status  int
+	Code    string // the "error" field, "" if the body had none
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("httpapi: the server answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+	}
+	return fmt.Sprintf("httpapi: the server answered %d %s: %s", e.Status, e.Code, e.Message)
+}

@@ -1,0 +1,542 @@
+// Package httpapi is Leasehold's HTTP API, version 1: a server on echo over
+// the lease engine, and a client that speaks to it with the same methods
+// and typed errors as lease.Client, so code written against lease.Interface
+// runs over either transport.
+//
+// Every response body is JSON. Every error is {"error": CODE, "message":
+// SENTENCE}, mapped from the lease package's typed errors in one place
+// (mapError). Parameters come from a JSON object in the body, whatever the
+// Content-Type, or from the query string. Bad input is answered 4xx before
+// anything is sent to Redis, and never causes a 500.
+package httpapi
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// OpenAPI is the OpenAPI 3 document of the API, served at /v1/openapi.json.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// Backend is what the server needs of the lease engine. *lease.Client
+// implements it.
+type Backend interface {
+	lease.Interface
+	// Ping checks that Redis answers and the scripts are loaded.
+	Ping(ctx context.Context) error
+	// LoadScripts loads the scripts into Redis.
+	LoadScripts(ctx context.Context) error
+	// MaxTTL is the largest TTL granted; MaxWait the longest wait accepted.
+	MaxTTL() time.Duration
+	MaxWait() time.Duration
+}
+
+var _ Backend = (*lease.Client)(nil)
+
+// DefaultRedisTimeout bounds every Redis call that does not wait, unless
+// Options.RedisTimeout says otherwise.
+const DefaultRedisTimeout = 2 * time.Second
+
+// Options configure a Server. A nil *Options is the zero value.
+type Options struct {
+	// Auth checks bearer tokens. Default nil: no auth, every request is let through.
+	Auth *Auth
+	// Logger receives one line per request at debug level, and one per
+	// failed request (5xx, 401, 403) at warn. Default slog.Default().
+	Logger *slog.Logger
+	// Registry receives the server's metrics and is what /metrics serves.
+	// Default: a new registry with the Go runtime and process collectors.
+	Registry *prometheus.Registry
+	// RedisTimeout bounds each call to the backend that does not wait; one
+	// that runs over is answered 503 backend_unavailable. Default 2s.
+	RedisTimeout time.Duration
+}
+
+// Server is the HTTP API. It is an http.Handler; it keeps no lease state
+// of its own, so many servers may share one Redis.
+type Server struct {
+	b            Backend
+	auth         *Auth
+	log          *slog.Logger
+	reg          *prometheus.Registry
+	m            *metrics
+	redisTimeout time.Duration
+	echo         *echo.Echo
+	routes       map[string]bool // route templates, for the route label
+
+	// stopping is cancelled by Stop: waiting acquires then answer shutting_down.
+	stopping context.Context
+	stop     context.CancelFunc
+}
+
+// New returns a Server over b.
+func New(b Backend, opts *Options) *Server {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = newRegistry()
+	}
+	if o.RedisTimeout <= 0 {
+		o.RedisTimeout = DefaultRedisTimeout
+	}
+	s := &Server{
+		b: b, auth: o.Auth, log: o.Logger, reg: o.Registry, m: newMetrics(o.Registry),
+		redisTimeout: o.RedisTimeout, routes: map[string]bool{},
+	}
+	s.stopping, s.stop = context.WithCancel(context.Background())
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = func(err error, c echo.Context) { s.writeError(c, err) }
+	e.Use(s.observe)
+	add := func(method, path string, h echo.HandlerFunc) {
+		e.Add(method, path, h)
+		s.routes[path] = true
+	}
+	add(http.MethodPost, "/v1/leases/:name/acquire", s.acquire)
+	add(http.MethodPost, "/v1/leases/:name/renew", s.renew)
+	add(http.MethodPost, "/v1/leases/:name/release", s.release)
+	add(http.MethodPost, "/v1/leases/:name/verify", s.verify)
+	add(http.MethodGet, "/v1/leases/:name", s.get)
+	add(http.MethodGet, "/v1/leases", s.list)
+	add(http.MethodGet, "/healthz", s.healthz)
+	add(http.MethodGet, "/readyz", s.readyz)
+	add(http.MethodGet, "/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
+	add(http.MethodGet, "/v1/openapi.json", func(c echo.Context) error {
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, OpenAPI)
+	})
+	s.echo = e
+	return s
+}
+
+// ServeHTTP answers one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Registry is the registry that /metrics serves.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+// Stop answers every waiting acquire, and every later one that asks to
+// wait, with 503 shutting_down. Other requests are served as before. Call
+// it when shutdown begins, before http.Server.Shutdown, so that waiting
+// requests do not hold the shutdown up. Stop is idempotent.
+func (s *Server) Stop() { s.stop() }
+
+// observe is the outermost middleware: it recovers panics, answers
+// errors, and logs and counts every request.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		outcome := "ok"
+		err := s.recovered(next, c)
+		if err != nil {
+			outcome = s.writeError(c, err).body.Error
+		}
+		status := c.Response().Status
+		route := c.Path()
+		if !s.routes[route] {
+			route = "other"
+		}
+		dur := time.Since(start)
+		s.m.requests.WithLabelValues(route, strconv.Itoa(status), outcome).Inc()
+		s.m.latency.WithLabelValues(route, outcome).Observe(dur.Seconds())
+
+		level := slog.LevelDebug
+		if status >= 500 && status != statusClientClosed || status == http.StatusUnauthorized || status == http.StatusForbidden {
+			level = slog.LevelWarn
+		}
+		ctx := c.Request().Context()
+		if s.log.Enabled(ctx, level) {
+			r := c.Request()
+			attrs := []slog.Attr{
+				slog.String("method", r.Method), slog.String("path", redactedURI(r.URL)),
+				slog.String("route", route), slog.Int("status", status), slog.String("outcome", outcome),
+				slog.Duration("duration", dur), slog.String("remote", r.RemoteAddr),
+			}
+			if err != nil && status >= 500 {
+				attrs = append(attrs, slog.String("err", err.Error()))
+			}
+			s.log.LogAttrs(ctx, level, "request", attrs...)
+		}
+		return nil
+	}
+}
+
+// recovered runs next and turns a panic into an error, so that it is
+// answered as JSON like any other failure.
+func (s *Server) recovered(next echo.HandlerFunc, c echo.Context) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic answering a request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			err = fmt.Errorf("panic: %v", v)
+		}
+	}()
+	return next(c)
+}
+
+// writeError answers err as mapError decides.
+func (s *Server) writeError(c echo.Context, err error) answer {
+	a := mapError(err)
+	if c.Response().Committed {
+		return a
+	}
+	h := c.Response().Header()
+	if a.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(a.retryAfter))
+	}
+	if a.status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="leasehold"`)
+	}
+	c.Blob(a.status, echo.MIMEApplicationJSON, marshal(a.body))
+	return a
+}
+
+func writeJSON(c echo.Context, v any) error {
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, marshal(v))
+}
+
+// redactedURI is the request URI for logs, with token values replaced.
+func redactedURI(u *url.URL) string {
+	if u.RawQuery == "" {
+		return u.Path
+	}
+	if !strings.Contains(strings.ToLower(u.RawQuery), "token") {
+		return u.Path + "?" + u.RawQuery
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return u.Path + "?REDACTED"
+	}
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "token") {
+			q[k] = []string{"REDACTED"}
+		}
+	}
+	return u.Path + "?" + q.Encode()
+}
+
+// authenticate checks the bearer token when auth is on. A nil token with a
+// nil error means auth is off.
+func (s *Server) authenticate(c echo.Context) (*authToken, error) {
+	if s.auth == nil {
+		return nil, nil
+	}
+	t := s.auth.lookup(c.Request().Header.Get("Authorization"))
+	if t == nil {
+		return nil, errUnauthorized
+	}
+	return t, nil
+}
+
+// authorize checks that t may act on name with access need.
+func authorize(t *authToken, what, name string, need Access) error {
+	if t == nil {
+		return nil
+	}
+	if t.access < need || !t.covers(name) {
+		return forbidden(what, name, need, t)
+	}
+	return nil
+}
+
+// begin authenticates, reads the parameters and authorizes: the common
+// start of every lease route.
+func (s *Server) begin(c echo.Context, allowed uint16, need Access, p *params) (string, error) {
+	t, err := s.authenticate(c)
+	if err != nil {
+		return "", err
+	}
+	if err := readParams(c.Request(), allowed, p); err != nil {
+		return "", err
+	}
+	name := c.Param("name")
+	if err := lease.ValidateName(name); err != nil {
+		return "", err
+	}
+	return name, authorize(t, "name", name, need)
+}
+
+// callCtx bounds one call to the backend by the Redis timeout.
+func (s *Server) callCtx(c echo.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(c.Request().Context(), s.redisTimeout, errRedisTimeout)
+}
+
+// timedOut turns a call that ran out of the Redis timeout into a
+// BackendError; other errors pass unchanged.
+func timedOut(ctx context.Context, op string, write bool, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), errRedisTimeout) {
+		return &lease.BackendError{Op: op, MayHaveApplied: write, Err: errRedisTimeout}
+	}
+	return err
+}
+
+func (s *Server) acquire(c echo.Context) error {
+	var p params
+	name, err := s.begin(c, acquireParams, Write, &p)
+	if err != nil {
+		return err
+	}
+	o := lease.AcquireOptions{TTL: lease.DefaultTTL, Holder: p.val[pHolder], Metadata: p.val[pMetadata]}
+	if p.has(pTTL) {
+		if o.TTL, err = lease.ParseTTL(p.val[pTTL], s.b.MaxTTL()); err != nil {
+			return err
+		}
+	}
+	if p.has(pToken) {
+		if err := lease.ValidateToken(p.val[pToken]); err != nil {
+			return err
+		}
+		o.Token = p.val[pToken]
+	}
+	if p.has(pWait) {
+		if o.Wait, err = lease.ParseWait(p.val[pWait], s.b.MaxWait()); err != nil {
+			return err
+		}
+	}
+	var l *lease.Lease
+	if o.Wait > 0 {
+		l, err = s.acquireWait(c, name, &o)
+	} else {
+		ctx, cancel := s.callCtx(c)
+		l, err = s.b.Acquire(ctx, name, &o)
+		err = timedOut(ctx, "acquire", true, err)
+		cancel()
+	}
+	if err != nil {
+		if errors.Is(err, lease.ErrHeld) {
+			s.m.conflicts.Inc()
+		}
+		return err
+	}
+	s.m.grants.Inc()
+	return writeJSON(c, newGrantBody(l))
+}
+
+// acquireWait runs an acquire that may wait. The wait ends early, with 503
+// shutting_down, when Stop is called, and when the client goes away.
+func (s *Server) acquireWait(c echo.Context, name string, o *lease.AcquireOptions) (*lease.Lease, error) {
+	if s.stopping.Err() != nil {
+		s.m.waits.WithLabelValues(CodeShuttingDown).Inc()
+		return nil, errShuttingDown
+	}
+	reqCtx := c.Request().Context()
+	ctx, cancel := context.WithCancelCause(reqCtx)
+	defer cancel(nil)
+	unhook := context.AfterFunc(s.stopping, func() { cancel(errShuttingDown) })
+	defer unhook()
+
+	s.m.waiting.Inc()
+	l, err := s.b.Acquire(ctx, name, o)
+	s.m.waiting.Dec()
+	switch {
+	case err == nil && reqCtx.Err() != nil:
+		// Granted as the client went away: nobody will use it, so release it.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(reqCtx), s.redisTimeout)
+		s.b.Release(rctx, name, l.Token)
+		rcancel()
+		s.m.waits.WithLabelValues(codeCanceled).Inc()
+		return nil, context.Canceled
+	case err == nil:
+		s.m.waits.WithLabelValues("granted").Inc()
+		return l, nil
+	case errors.Is(context.Cause(ctx), errShuttingDown):
+		s.m.waits.WithLabelValues(CodeShuttingDown).Inc()
+		return nil, errShuttingDown
+	case reqCtx.Err() != nil:
+		s.m.waits.WithLabelValues(codeCanceled).Inc()
+		return nil, context.Canceled
+	case errors.Is(err, lease.ErrHeld):
+		s.m.waits.WithLabelValues("timeout").Inc()
+		return nil, err
+	}
+	s.m.waits.WithLabelValues("error").Inc()
+	return nil, err
+}
+
+func (s *Server) renew(c echo.Context) error {
+	var p params
+	name, err := s.begin(c, renewParams, Write, &p)
+	if err != nil {
+		return err
+	}
+	if !p.has(pToken) {
+		return &lease.InvalidError{Code: lease.CodeInvalidToken, Message: "renew needs the token that acquire returned: pass token"}
+	}
+	var ttl time.Duration
+	if p.has(pTTL) {
+		if ttl, err = lease.ParseTTL(p.val[pTTL], s.b.MaxTTL()); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := s.callCtx(c)
+	l, err := s.b.Renew(ctx, name, p.val[pToken], ttl)
+	err = timedOut(ctx, "renew", true, err)
+	cancel()
+	if err != nil {
+		s.m.renewFails.WithLabelValues(mapError(err).body.Error).Inc()
+		if errors.Is(err, lease.ErrNotFound) {
+			s.m.expired.Inc()
+		}
+		return err
+	}
+	return writeJSON(c, newGrantBody(l))
+}
+
+func (s *Server) release(c echo.Context) error {
+	var p params
+	name, err := s.begin(c, releaseParams, Write, &p)
+	if err != nil {
+		return err
+	}
+	if !p.has(pToken) {
+		return &lease.InvalidError{Code: lease.CodeInvalidToken, Message: "release needs the token that acquire returned: pass token"}
+	}
+	ctx, cancel := s.callCtx(c)
+	err = s.b.Release(ctx, name, p.val[pToken])
+	err = timedOut(ctx, "release", true, err)
+	cancel()
+	if err != nil {
+		if errors.Is(err, lease.ErrNotFound) {
+			s.m.expired.Inc()
+		}
+		return err
+	}
+	s.m.releases.Inc()
+	return writeJSON(c, releaseBody{Name: name, Released: true})
+}
+
+func (s *Server) get(c echo.Context) error {
+	var p params
+	name, err := s.begin(c, noParams, Read, &p)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.callCtx(c)
+	l, err := s.b.Get(ctx, name)
+	err = timedOut(ctx, "get", false, err)
+	cancel()
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, newLeaseBody(l))
+}
+
+func (s *Server) verify(c echo.Context) error {
+	var p params
+	name, err := s.begin(c, verifyParams, Read, &p)
+	if err != nil {
+		return err
+	}
+	var proof lease.Proof
+	switch {
+	case p.has(pFence) && p.has(pToken):
+		return badRequest("give a fence or a token to verify, not both")
+	case p.has(pToken):
+		proof.Token = p.val[pToken]
+		if err := lease.ValidateToken(proof.Token); err != nil {
+			return err
+		}
+	case p.has(pFence):
+		if proof.Fence, err = parseInt("fence", p.val[pFence]); err != nil {
+			return err
+		}
+		if proof.Fence <= 0 {
+			return badRequest("the fence %d is not one Leasehold grants: give a positive integer", proof.Fence)
+		}
+	default:
+		return badRequest("verify needs a fence or a token: pass one of them")
+	}
+	ctx, cancel := s.callCtx(c)
+	l, err := s.b.Verify(ctx, name, proof)
+	err = timedOut(ctx, "get", false, err)
+	cancel()
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, verifyBody{Name: name, Valid: true, Fence: l.Fence, TTLMs: l.TTL.Milliseconds()})
+}
+
+func (s *Server) list(c echo.Context) error {
+	t, err := s.authenticate(c)
+	if err != nil {
+		return err
+	}
+	var p params
+	if err := readParams(c.Request(), listParams, &p); err != nil {
+		return err
+	}
+	o := lease.ListOptions{Prefix: p.val[pPrefix], Cursor: p.val[pCursor]}
+	if err := lease.ValidatePrefix(o.Prefix); err != nil {
+		return err
+	}
+	if p.has(pLimit) {
+		n, err := parseInt("limit", p.val[pLimit])
+		if err != nil {
+			return err
+		}
+		if n < 1 || n > lease.MaxListLimit {
+			return badRequest("the limit %d is out of range: use 1 to %d", n, lease.MaxListLimit)
+		}
+		o.Limit = int(n)
+	}
+	if err := authorize(t, "list prefix", o.Prefix, Read); err != nil {
+		return err
+	}
+	ctx, cancel := s.callCtx(c)
+	page, err := s.b.List(ctx, &o)
+	err = timedOut(ctx, "list", false, err)
+	cancel()
+	if err != nil {
+		return err
+	}
+	body := listBody{Leases: make([]leaseBody, len(page.Leases)), NextCursor: page.NextCursor}
+	for i := range page.Leases {
+		body.Leases[i] = newLeaseBody(&page.Leases[i])
+	}
+	return writeJSON(c, body)
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return writeJSON(c, statusBody{Status: "ok"})
+}
+
+// readyz answers 200 while Redis answers and the scripts are loaded. When
+// Redis answers without the scripts (it restarted, or SCRIPT FLUSH), it
+// loads them.
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := s.callCtx(c)
+	defer cancel()
+	err := s.b.Ping(ctx)
+	if err != nil && ctx.Err() == nil {
+		if s.b.LoadScripts(ctx) == nil {
+			err = s.b.Ping(ctx)
+		}
+	}
+	if err = timedOut(ctx, "ping", false, err); err != nil {
+		return err
+	}
+	return writeJSON(c, statusBody{Status: "ready"})
+}

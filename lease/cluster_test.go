@@ -1,0 +1,96 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/redistest"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// TestCluster runs the lease operations on a real three-master Redis Cluster:
+// every script touches one slot (the hash tag), releases are announced with
+// SPUBLISH, and List walks every master.
+func TestCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	rdb := cl.Client(t)
+	c := lease.New(rdb, nil)
+	if err := c.LoadScripts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+
+	const n = 40
+	grants := map[string]*lease.Lease{}
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("jobs:%02d", i)
+		l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Holder: "h"})
+		if err != nil {
+			t.Fatalf("Acquire %s: %v", name, err)
+		}
+		grants[name] = l
+	}
+	// The names spread over the masters, so List must visit all of them.
+	perNode := map[string]int{}
+	for name := range grants {
+		addr, err := rdb.MasterForKey(ctx, "leasehold:{"+name+"}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		perNode[addr.Options().Addr]++
+	}
+	if len(perNode) < 2 {
+		t.Fatalf("all %d leases landed on one master (%v): the test proves nothing", n, perNode)
+	}
+
+	seen := map[string]bool{}
+	cursor := ""
+	for pages := 0; pages < 100; pages++ {
+		p, err := c.List(ctx, &lease.ListOptions{Prefix: "jobs:", Limit: 7, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range p.Leases {
+			if g := grants[l.Name]; g == nil || g.Fence != l.Fence {
+				t.Errorf("listed %+v, not a grant of this test", l)
+			}
+			seen[l.Name] = true
+		}
+		if cursor = p.NextCursor; cursor == "" {
+			break
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("listed %d distinct leases over %d masters, want %d", len(seen), len(perNode), n)
+	}
+
+	l := grants["jobs:07"]
+	sub := rdb.SSubscribe(ctx, "leasehold:{jobs:07}:released")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Renew(ctx, l.Name, l.Token, 0); err != nil {
+		t.Errorf("Renew: %v", err)
+	}
+	if _, err := c.Acquire(ctx, l.Name, nil); !errors.Is(err, lease.ErrHeld) {
+		t.Errorf("Acquire of a held lease: got %v, want ErrHeld", err)
+	}
+	if err := c.Release(ctx, l.Name, l.Token); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	msg, err := sub.ReceiveMessage(tctx)
+	if err != nil || msg.Payload != fmt.Sprint(l.Fence) {
+		t.Errorf("got sharded announcement %v (%v), want fence %d", msg, err, l.Fence)
+	}
+	if _, err := c.Get(ctx, l.Name); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("Get after release: got %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,38 @@
+package lease_test
+
+import (
+	"testing"
+
+	"github.com/leasehold/leasehold/internal/embedded"
+)
+
+// TestEmbeddedConformance runs the script tests against the embedded store
+// (miniredis), so the zero-setup default and real Redis never drift apart.
+// Real Redis stays the main suite: every test here also runs against it.
+func TestEmbeddedConformance(t *testing.T) {
+	store, err := embedded.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	prev := backendAddr
+	backendAddr = store.Addr()
+	defer func() { backendAddr = prev }()
+
+	for _, tt := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"AcquireGrantsAFreeLease", TestAcquireGrantsAFreeLease},
+		{"AcquireHeldAnswersRemainingTTLAndChangesNothing", TestAcquireHeldAnswersRemainingTTLAndChangesNothing},
+		{"AcquireSameTokenIsIdempotent", TestAcquireSameTokenIsIdempotent},
+		{"LeaseExpires", TestLeaseExpires},
+		{"Renew", TestRenew},
+		{"Release", TestRelease},
+		{"GetAndVerify", TestGetAndVerify},
+		{"RaceOneWinner", TestRaceOneWinner},
+		{"FenceStrictlyIncreases", TestFenceStrictlyIncreases},
+	} {
+		t.Run(tt.name, tt.fn)
+	}
+}

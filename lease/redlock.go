@@ -1,0 +1,496 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/leasehold/leasehold/lua"
+	"github.com/redis/go-redis/v9"
+)
+
+var raiseScript = redis.NewScript(lua.Raise)
+
+// Redlock takes leases on a quorum of independent Redis masters (the Redlock
+// algorithm): a grant needs a majority of the masters, each running the same
+// scripts as Client, within the lease's validity time; it survives the loss
+// of a minority of them.
+//
+// Fences stay strictly increasing across quorums: after a grant, every master
+// of the quorum is lifted (the raise script) to the largest fence any of them
+// granted, and any two majorities share a master, so the next grant on any
+// majority exceeds it.
+//
+// Redlock rests on bounded clock drift between the masters and the client
+// (Options has no knob: the drift allowance is 1% of the TTL plus 2ms, as in
+// redsync). A grant's ExpiresAt is the earliest expiry among its quorum less
+// that allowance. Waiting polls: a release wakes no waiter across masters, so
+// an Acquire with Wait retries when the holder's TTL ends, and at least every
+// 50ms.
+//
+// Redlock does not use redsync's Mutex: it cannot answer who holds a lease
+// or for how long, nor carry fences, holders and metadata, which this API
+// promises. It follows the same algorithm over the same scripts as Client.
+type Redlock struct {
+	nodes  []*Client
+	quorum int
+}
+
+var _ Interface = (*Redlock)(nil)
+
+// NewRedlock returns a Redlock over independent masters rdbs (3 or 5 is
+// usual; an even count tolerates no more failures than one fewer).
+func NewRedlock(rdbs []redis.UniversalClient, opts *Options) (*Redlock, error) {
+	if len(rdbs) == 0 {
+		return nil, errors.New("lease: redlock needs at least one Redis master")
+	}
+	r := &Redlock{quorum: len(rdbs)/2 + 1}
+	for _, rdb := range rdbs {
+		r.nodes = append(r.nodes, New(rdb, opts))
+	}
+	return r, nil
+}
+
+// MaxTTL returns the largest TTL granted.
+func (r *Redlock) MaxTTL() time.Duration { return r.nodes[0].maxTTL }
+
+// MaxWait returns the longest wait accepted.
+func (r *Redlock) MaxWait() time.Duration { return r.nodes[0].maxWait }
+
+// LoadScripts loads the scripts into every master; it fails only when fewer
+// than a quorum took them.
+func (r *Redlock) LoadScripts(ctx context.Context) error {
+	_, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+		return struct{}{}, c.LoadScripts(ctx)
+	})
+	return r.quorumErr("load scripts", errs)
+}
+
+// Ping checks that a quorum of masters answers with the scripts loaded.
+func (r *Redlock) Ping(ctx context.Context) error {
+	_, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+		return struct{}{}, c.Ping(ctx)
+	})
+	return r.quorumErr("ping", errs)
+}
+
+// quorumErr is nil when at least a quorum of errs are nil.
+func (r *Redlock) quorumErr(op string, errs []error) error {
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		}
+	}
+	if ok >= r.quorum {
+		return nil
+	}
+	return &BackendError{Op: op, Err: fmt.Errorf("%d of %d masters answered, %d needed: %w",
+		ok, len(r.nodes), r.quorum, errors.Join(errs...))}
+}
+
+// drift is the clock drift allowance for a TTL.
+func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
+
+// Acquire takes the lease on a quorum of masters. When it cannot, it undoes
+// the grants it got and answers *HeldError (the holder of the most masters,
+// and when enough of them expire for a quorum to be free), or *BackendError
+// when too few masters answered.
+func (r *Redlock) Acquire(ctx context.Context, name string, opts *AcquireOptions) (*Lease, error) {
+	var o AcquireOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.TTL == 0 {
+		o.TTL = DefaultTTL
+	}
+	if err := r.nodes[0].checkAcquire(name, &o); err != nil {
+		return nil, err
+	}
+	if o.Token == "" {
+		o.Token = NewToken()
+	}
+	if o.Wait == 0 {
+		return r.tryAcquire(ctx, name, &o)
+	}
+	deadline := time.NewTimer(o.Wait)
+	defer deadline.Stop()
+	for {
+		l, err := r.tryAcquire(ctx, name, &o)
+		var held *HeldError
+		if !errors.As(err, &held) {
+			return l, err
+		}
+		t := time.NewTimer(max(time.Millisecond, min(held.TTL, 50*time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("lease: acquire %q: %w", name, ctx.Err())
+		case <-deadline.C:
+			t.Stop()
+			return nil, held
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
+	start := time.Now()
+	grants, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (*Lease, error) {
+		return c.tryAcquire(ctx, name, o)
+	})
+	var (
+		got   []*Lease
+		fence int64
+	)
+	for _, l := range grants {
+		if l != nil {
+			got = append(got, l)
+			fence = max(fence, l.Fence)
+		}
+	}
+	if len(got) >= r.quorum {
+		// Lift every granting master to the largest fence, so the quorum agrees.
+		raised := len(got)
+		if !sameFence(got) {
+			_, rerrs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+				return struct{}{}, c.raise(ctx, name, o.Token, fence)
+			})
+			raised = 0
+			for i, err := range rerrs {
+				if err == nil && grants[i] != nil {
+					raised++
+				}
+			}
+		}
+		validity := o.TTL - time.Since(start) - drift(o.TTL)
+		if raised >= r.quorum && validity > 0 {
+			l := *got[0]
+			l.Fence = fence
+			for _, g := range got[1:] {
+				if g.ExpiresAt.Before(l.ExpiresAt) {
+					l.ExpiresAt = g.ExpiresAt
+				}
+			}
+			l.ExpiresAt = l.ExpiresAt.Add(-drift(o.TTL))
+			return &l, nil
+		}
+	}
+	// No quorum: undo what was granted, so the name frees up for others.
+	if len(got) > 0 {
+		each(context.WithoutCancel(ctx), r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+			return struct{}{}, c.Release(ctx, name, o.Token)
+		})
+	}
+	return nil, r.heldErr(name, errs)
+}
+
+func sameFence(ls []*Lease) bool {
+	for _, l := range ls[1:] {
+		if l.Fence != ls[0].Fence {
+			return false
+		}
+	}
+	return true
+}
+
+// heldErr explains a failed quorum acquire from the masters' answers.
+func (r *Redlock) heldErr(name string, errs []error) error {
+	var (
+		helds    []*HeldError
+		backends []error
+	)
+	for _, err := range errs {
+		var h *HeldError
+		switch {
+		case errors.As(err, &h):
+			helds = append(helds, h)
+		case err != nil:
+			backends = append(backends, err)
+		}
+	}
+	if len(helds) == 0 {
+		if ctxErr := firstCtxErr(backends); ctxErr != nil {
+			return ctxErr
+		}
+		return &BackendError{Op: "acquire", MayHaveApplied: false, Err: fmt.Errorf(
+			"no quorum: %d of %d masters needed: %w", r.quorum, len(r.nodes), errors.Join(backends...))}
+	}
+	// The quorum frees up when enough held masters expire: of the held ones,
+	// all but the n-quorum that may stay held.
+	sort.Slice(helds, func(i, j int) bool { return helds[i].TTL < helds[j].TTL })
+	k := len(helds) - (len(r.nodes) - r.quorum)
+	if k < 1 {
+		k = 1
+	}
+	if k > len(helds) {
+		k = len(helds)
+	}
+	h := *helds[k-1]
+	h.Name = name
+	return &h
+}
+
+func firstCtxErr(errs []error) error {
+	for _, err := range errs {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Renew extends the lease on every master that still has it; it holds when a
+// quorum did within the TTL. Otherwise the caller has lost it.
+func (r *Redlock) Renew(ctx context.Context, name, token string, ttl time.Duration) (*Lease, error) {
+	start := time.Now()
+	ls, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (*Lease, error) {
+		return c.Renew(ctx, name, token, ttl)
+	})
+	if err := invalidOf(errs); err != nil {
+		return nil, err
+	}
+	got := nonNil(ls)
+	if len(got) >= r.quorum {
+		l := *got[0]
+		if time.Since(start)+drift(l.TTL) < l.TTL {
+			for _, g := range got[1:] {
+				if g.ExpiresAt.Before(l.ExpiresAt) {
+					l.ExpiresAt = g.ExpiresAt
+				}
+			}
+			l.ExpiresAt = l.ExpiresAt.Add(-drift(l.TTL))
+			return &l, nil
+		}
+	}
+	return nil, r.lostErr("renew", name, errs)
+}
+
+// lostErr explains a failed quorum renew or release: *NotHolderError when a
+// master has another holder, *NotFoundError when the lease is gone, else
+// *BackendError.
+func (r *Redlock) lostErr(op, name string, errs []error) error {
+	var (
+		nh    *NotHolderError
+		found int
+		other []error
+	)
+	for _, err := range errs {
+		var e *NotHolderError
+		switch {
+		case err == nil:
+		case errors.As(err, &e):
+			if nh == nil || e.Fence > nh.Fence {
+				nh = e
+			}
+		case errors.Is(err, ErrNotFound):
+			found++
+		default:
+			other = append(other, err)
+		}
+	}
+	switch {
+	case nh != nil:
+		return nh
+	case found > len(r.nodes)-r.quorum:
+		return &NotFoundError{Name: name}
+	}
+	if ctxErr := firstCtxErr(other); ctxErr != nil {
+		return ctxErr
+	}
+	return &BackendError{Op: op, MayHaveApplied: true, Err: fmt.Errorf(
+		"no quorum: %d of %d masters needed: %w", r.quorum, len(r.nodes), errors.Join(other...))}
+}
+
+// Release deletes the lease on every master that has it for token.
+func (r *Redlock) Release(ctx context.Context, name, token string) error {
+	_, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+		return struct{}{}, c.Release(ctx, name, token)
+	})
+	if err := invalidOf(errs); err != nil {
+		return err
+	}
+	for _, err := range errs {
+		if err == nil {
+			return nil
+		}
+	}
+	return r.lostErr("release", name, errs)
+}
+
+// Get reads the lease as a quorum of masters agrees on it (the same fence);
+// its TTL is the shortest among them.
+func (r *Redlock) Get(ctx context.Context, name string) (*Lease, error) {
+	l, _, err := r.inspect(ctx, name, "")
+	return l, err
+}
+
+// Verify checks a fence or token against the grant a quorum agrees on.
+func (r *Redlock) Verify(ctx context.Context, name string, proof Proof) (*Lease, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	switch {
+	case proof.Token != "" && proof.Fence != 0:
+		return nil, invalid(CodeInvalidRequest, "give a fence or a token to verify, not both")
+	case proof.Token != "":
+		if err := ValidateToken(proof.Token); err != nil {
+			return nil, err
+		}
+	case proof.Fence <= 0:
+		return nil, invalid(CodeInvalidRequest, "give a fence (a positive integer) or a token to verify")
+	}
+	l, matches, err := r.inspect(ctx, name, proof.Token)
+	if err != nil {
+		return nil, err
+	}
+	if proof.Token != "" && matches < r.quorum || proof.Token == "" && proof.Fence != l.Fence {
+		return nil, &NotHolderError{Name: name, Holder: l.Holder, Fence: l.Fence, TTL: l.TTL}
+	}
+	return l, nil
+}
+
+// inspect reads every master and returns the grant a quorum agrees on, and
+// how many of those masters matched token.
+func (r *Redlock) inspect(ctx context.Context, name, token string) (*Lease, int, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, 0, err
+	}
+	type seen struct {
+		l     *Lease
+		match bool
+	}
+	res, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (seen, error) {
+		l, m, err := c.inspect(ctx, name, token)
+		return seen{l, m}, err
+	})
+	byFence := map[int64][]seen{}
+	answered := 0
+	for i, s := range res {
+		if errs[i] == nil {
+			byFence[s.l.Fence] = append(byFence[s.l.Fence], s)
+		}
+		if errs[i] == nil || errors.Is(errs[i], ErrNotFound) {
+			answered++
+		}
+	}
+	for _, group := range byFence {
+		if len(group) < r.quorum {
+			continue
+		}
+		l, matches := *group[0].l, 0
+		for _, s := range group {
+			if s.l.TTL < l.TTL {
+				l.TTL, l.ExpiresAt = s.l.TTL, s.l.ExpiresAt
+			}
+			if s.match {
+				matches++
+			}
+		}
+		return &l, matches, nil
+	}
+	if answered < r.quorum {
+		if ctxErr := firstCtxErr(errs); ctxErr != nil {
+			return nil, 0, ctxErr
+		}
+		return nil, 0, &BackendError{Op: "get", Err: fmt.Errorf("no quorum: %d of %d masters answered, %d needed: %w",
+			answered, len(r.nodes), r.quorum, errors.Join(errs...))}
+	}
+	return nil, 0, &NotFoundError{Name: name}
+}
+
+// List lists the leases a quorum agrees on. It scans the first n-quorum+1
+// masters in turn (every quorum has one of them), reading each name found
+// from all masters; a lease may appear more than once across pages.
+func (r *Redlock) List(ctx context.Context, opts *ListOptions) (*Page, error) {
+	var o ListOptions
+	if opts != nil {
+		o = *opts
+	}
+	node, inner := 0, o.Cursor
+	if o.Cursor != "" {
+		n, rest, ok := strings.Cut(o.Cursor, ".")
+		i, err := strconv.Atoi(n)
+		if !ok || err != nil || i < 0 || i > len(r.nodes)-r.quorum {
+			return nil, invalid(CodeInvalidRequest, "the cursor is not one this server gave: pass next_cursor from the previous page unchanged")
+		}
+		node, inner = i, rest
+	}
+	o.Cursor = inner
+	p, err := r.nodes[node].List(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	out := &Page{Leases: make([]Lease, 0, len(p.Leases))}
+	for _, l := range p.Leases {
+		g, err := r.Get(ctx, l.Name)
+		if errors.Is(err, ErrNotFound) {
+			continue // on this master, but not on a quorum
+		}
+		if err != nil {
+			return nil, err
+		}
+		out.Leases = append(out.Leases, *g)
+	}
+	switch {
+	case p.NextCursor != "":
+		out.NextCursor = strconv.Itoa(node) + "." + p.NextCursor
+	case node < len(r.nodes)-r.quorum:
+		out.NextCursor = strconv.Itoa(node+1) + "."
+	}
+	return out, nil
+}
+
+// raise lifts the grant of token to fence (see lua/raise.lua).
+func (c *Client) raise(ctx context.Context, name, token string, fence int64) error {
+	res, err := raiseScript.Run(ctx, c.rdb, []string{c.key(name), c.key(name) + ":fence"},
+		token, strconv.FormatInt(fence, 10)).Slice()
+	if err != nil {
+		return c.backendErr("raise", true, err)
+	}
+	if reply(res).str(0) != "raised" {
+		return &NotHolderError{Name: name}
+	}
+	return nil
+}
+
+// each runs fn on every node at once and returns the results in node order.
+func each[T any](ctx context.Context, nodes []*Client, fn func(context.Context, *Client) (T, error)) ([]T, []error) {
+	res := make([]T, len(nodes))
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, c := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res[i], errs[i] = fn(ctx, c)
+		}()
+	}
+	wg.Wait()
+	return res, errs
+}
+
+// invalidOf returns the first *InvalidError: bad input fails alike everywhere.
+func invalidOf(errs []error) error {
+	for _, err := range errs {
+		if errors.Is(err, ErrInvalid) {
+			return err
+		}
+	}
+	return nil
+}
+
+func nonNil(ls []*Lease) []*Lease {
+	var out []*Lease
+	for _, l := range ls {
+		if l != nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -1,0 +1,248 @@
+package lua_test
+
+import (
+	"context"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/redistest"
+	"github.com/leasehold/leasehold/lua"
+	"github.com/redis/go-redis/v9"
+)
+
+// These tests drive each script directly, branch by branch, against a real
+// redis-server, checking the exact replies the headers promise. Package lease
+// tests the same branches through its API.
+
+var ctx = context.Background()
+
+const (
+	key   = "t:{n}"
+	fence = "t:{n}:fence"
+	chann = "t:{n}:released"
+	tokA  = "token-a-0123456789"
+	tokB  = "token-b-0123456789"
+)
+
+func run(t *testing.T, rdb *redis.Client, src string, keys []string, args ...any) []any {
+	t.Helper()
+	res, err := redis.NewScript(src).Run(ctx, rdb, keys, args...).Slice()
+	if err != nil {
+		t.Fatalf("script: %v", err)
+	}
+	return res
+}
+
+// shape replaces integers that depend on the clock (fences, times, TTLs) by
+// their kind, so replies compare exactly.
+func shape(res []any, clock ...int) []any {
+	out := append([]any(nil), res...)
+	for _, i := range clock {
+		if _, ok := out[i].(int64); ok {
+			out[i] = "<int>"
+		}
+	}
+	return out
+}
+
+func TestAcquireBranches(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	acquire := func(tok, holder, meta string, ttl int) []any {
+		return run(t, rdb, lua.Acquire, []string{key, fence}, tok, holder, meta, ttl)
+	}
+
+	// Branch 1: absent -> new grant.
+	g := acquire(tokA, "a", "m1", 5000)
+	if want := []any{"granted", "<int>", int64(5000), "<int>", int64(0)}; !reflect.DeepEqual(shape(g, 1, 3), want) {
+		t.Fatalf("new grant: got %v, want %v", g, want)
+	}
+	f := g[1].(int64)
+	if now := time.Now().UnixMicro(); f < now-int64(time.Minute/time.Microsecond) || f > now+int64(time.Minute/time.Microsecond) {
+		t.Errorf("got fence %d, want about Redis TIME in µs (%d)", f, now)
+	}
+
+	// Branch 2: same token -> idempotent re-grant, same fence, new TTL/holder/metadata.
+	g = acquire(tokA, "a2", "m2", 9000)
+	if want := []any{"granted", f, int64(9000), "<int>", int64(1)}; !reflect.DeepEqual(shape(g, 3), want) {
+		t.Fatalf("re-grant: got %v, want %v", g, want)
+	}
+	if h, _ := rdb.HGetAll(ctx, key).Result(); h["h"] != "a2" || h["m"] != "m2" || h["l"] != "9000" || h["t"] != tokA {
+		t.Errorf("after re-grant: got hash %v", h)
+	}
+
+	// Branch 3: another token -> held, with the remaining TTL; nothing changes.
+	before, _ := rdb.HGetAll(ctx, key).Result()
+	g = acquire(tokB, "b", "mb", 1000)
+	if want := []any{"held", "a2", f, "<int>", "<int>"}; !reflect.DeepEqual(shape(g, 3, 4), want) {
+		t.Fatalf("held: got %v, want %v", g, want)
+	}
+	if pttl := g[3].(int64); pttl <= 8000 || pttl > 9000 {
+		t.Errorf("got remaining TTL %d ms, want in (8000, 9000]", pttl)
+	}
+	if after, _ := rdb.HGetAll(ctx, key).Result(); !reflect.DeepEqual(after, before) {
+		t.Errorf("held branch changed the hash: %v -> %v", before, after)
+	}
+
+	// Fence: last+1 when the counter is ahead of the clock.
+	rdb.Del(ctx, key)
+	rdb.Set(ctx, fence, "9007199254740000", 0) // near 2^53: still exact
+	g = acquire(tokB, "", "", 1000)
+	if g[1] != int64(9007199254740001) {
+		t.Errorf("got fence %v, want 9007199254740001 (last+1)", g[1])
+	}
+	if s, _ := rdb.HGet(ctx, key, "f").Result(); s != "9007199254740001" {
+		t.Errorf("got stored fence %q, want exact digits", s)
+	}
+}
+
+func TestRenewBranches(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	g := run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "m", 5000)
+	f := g[1].(int64)
+	renew := func(tok string, ttl int) []any { return run(t, rdb, lua.Renew, []string{key}, tok, ttl) }
+
+	if r, want := renew(tokA, 7000), []any{"renewed", f, int64(7000), "<int>", "a", "m"}; !reflect.DeepEqual(shape(r, 3), want) {
+		t.Errorf("renew with a TTL: got %v, want %v", r, want)
+	}
+	if r, want := renew(tokA, 0), []any{"renewed", f, int64(7000), "<int>", "a", "m"}; !reflect.DeepEqual(shape(r, 3), want) {
+		t.Errorf("renew with the last TTL: got %v, want %v", r, want)
+	}
+	if r, want := renew(tokB, 60000), []any{"not_holder", "a", f, "<int>", "<int>"}; !reflect.DeepEqual(shape(r, 3, 4), want) {
+		t.Errorf("renew by another token: got %v, want %v", r, want)
+	}
+	if l, _ := rdb.HGet(ctx, key, "l").Result(); l != "7000" {
+		t.Errorf("a not-holder renew changed the stored TTL to %q", l)
+	}
+	rdb.Del(ctx, key)
+	if r, want := renew(tokA, 0), []any{"not_found"}; !reflect.DeepEqual(r, want) {
+		t.Errorf("renew of nothing: got %v, want %v", r, want)
+	}
+}
+
+func TestReleaseBranches(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	release := func(tok, ch, sharded string) []any {
+		return run(t, rdb, lua.Release, []string{key}, tok, ch, sharded)
+	}
+	grant := func() int64 {
+		return run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "", 5000)[1].(int64)
+	}
+
+	f := grant()
+	if r, want := release(tokB, chann, "0"), []any{"not_holder", "a", f, "<int>", "<int>"}; !reflect.DeepEqual(shape(r, 3, 4), want) {
+		t.Errorf("release by another token: got %v, want %v", r, want)
+	}
+	if n, _ := rdb.Exists(ctx, key).Result(); n != 1 {
+		t.Fatal("a not-holder release deleted the lease")
+	}
+
+	for _, tt := range []struct {
+		name, channel, sharded string
+		subscribe              func() *redis.PubSub
+	}{
+		{"PUBLISH", chann, "0", func() *redis.PubSub { return rdb.Subscribe(ctx, chann) }},
+		{"SPUBLISH", chann, "1", func() *redis.PubSub { return rdb.SSubscribe(ctx, chann) }},
+		{"no announcement", "", "0", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := grant()
+			var sub *redis.PubSub
+			if tt.subscribe != nil {
+				sub = tt.subscribe()
+				defer sub.Close()
+				if _, err := sub.Receive(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if r, want := release(tokA, tt.channel, tt.sharded), []any{"released", f}; !reflect.DeepEqual(r, want) {
+				t.Fatalf("got %v, want %v", r, want)
+			}
+			if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
+				t.Error("the lease survived its release")
+			}
+			if sub != nil {
+				tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				msg, err := sub.ReceiveMessage(tctx)
+				if err != nil || msg.Channel != chann {
+					t.Errorf("got %v (%v), want a message on %s", msg, err, chann)
+				}
+			}
+		})
+	}
+	if r, want := release(tokA, chann, "0"), []any{"not_found"}; !reflect.DeepEqual(r, want) {
+		t.Errorf("release of nothing: got %v, want %v", r, want)
+	}
+}
+
+func TestInspectBranches(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	inspect := func(tok string) []any { return run(t, rdb, lua.Inspect, []string{key}, tok) }
+	if r, want := inspect(""), []any{"not_found"}; !reflect.DeepEqual(r, want) {
+		t.Errorf("inspect of nothing: got %v, want %v", r, want)
+	}
+	f := run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "meta", 5000)[1].(int64)
+	for _, tt := range []struct {
+		token string
+		match int64
+	}{{"", 0}, {tokA, 1}, {tokB, 0}} {
+		r := inspect(tt.token)
+		if want := []any{"held", "a", f, "<int>", "<int>", "meta", tt.match}; !reflect.DeepEqual(shape(r, 3, 4), want) {
+			t.Errorf("inspect with token %q: got %v, want %v", tt.token, r, want)
+		}
+		for _, v := range r {
+			if v == tokA {
+				t.Errorf("inspect returned the token: %v", r)
+			}
+		}
+	}
+}
+
+func TestRaiseBranches(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	raise := func(tok string, f int64) []any {
+		return run(t, rdb, lua.Raise, []string{key, fence}, tok, strconv.FormatInt(f, 10))
+	}
+	if r, want := raise(tokA, 5), []any{"not_holder"}; !reflect.DeepEqual(r, want) {
+		t.Errorf("raise with no lease: got %v, want %v", r, want)
+	}
+	f := run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "", 5000)[1].(int64)
+	if r, want := raise(tokB, f+10), []any{"not_holder"}; !reflect.DeepEqual(r, want) {
+		t.Errorf("raise by another token: got %v, want %v", r, want)
+	}
+	if got, _ := rdb.HGet(ctx, key, "f").Result(); got != strconv.FormatInt(f, 10) {
+		t.Errorf("a not-holder raise changed the fence to %s", got)
+	}
+
+	// Lift: both the grant and the counter move up, digits exact.
+	up := f + 1000
+	if r, want := raise(tokA, up), []any{"raised", up}; !reflect.DeepEqual(r, want) {
+		t.Errorf("raise up: got %v, want %v", r, want)
+	}
+	for k, want := range map[string]string{"hash": strconv.FormatInt(up, 10), "counter": strconv.FormatInt(up, 10)} {
+		var got string
+		if k == "hash" {
+			got, _ = rdb.HGet(ctx, key, "f").Result()
+		} else {
+			got, _ = rdb.Get(ctx, fence).Result()
+		}
+		if got != want {
+			t.Errorf("after raise: %s fence %q, want %q", k, got, want)
+		}
+	}
+	// Lower: nothing moves down.
+	if r, want := raise(tokA, f), []any{"raised", f}; !reflect.DeepEqual(r, want) {
+		t.Errorf("raise to a lower fence: got %v, want %v", r, want)
+	}
+	if got, _ := rdb.HGet(ctx, key, "f").Result(); got != strconv.FormatInt(up, 10) {
+		t.Errorf("a lower raise moved the fence down to %s", got)
+	}
+	// A lost counter is restored.
+	rdb.Del(ctx, fence)
+	raise(tokA, up)
+	if got, _ := rdb.Get(ctx, fence).Result(); got != strconv.FormatInt(up, 10) {
+		t.Errorf("raise with no counter: counter %q, want %d", got, up)
+	}
+}
