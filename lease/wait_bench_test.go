@@ -16,6 +16,9 @@ package lease_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +29,7 @@ import (
 	"github.com/bsm/redislock"
 	"github.com/go-redsync/redsync/v4"
 	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	"github.com/leasehold/leasehold/httpapi"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/redis/go-redis/v9"
 )
@@ -49,8 +53,14 @@ type locker struct {
 var clientCmds = []string{"evalsha", "eval", "subscribe", "unsubscribe", "ssubscribe", "sunsubscribe",
 	"ping", "hello", "client|setinfo", "client|setname", "script|load"}
 
-func lockers(rdb *redis.Client) []locker {
+func lockers(b *testing.B, rdb *redis.Client) []locker {
 	lc := lease.New(rdb, nil)
+	srv := httpapi.New(lease.New(rdb, nil), &httpapi.Options{Logger: slog.New(slog.DiscardHandler)})
+	ts := httptest.NewServer(srv)
+	b.Cleanup(ts.Close)
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 128
+	hc := httpapi.NewClient(ts.URL, &httpapi.ClientOptions{HTTPClient: &http.Client{Transport: transport}})
 	rs := redsync.New(goredis.NewPool(rdb))
 	rl := redislock.New(rdb)
 	return []locker{{
@@ -61,6 +71,16 @@ func lockers(rdb *redis.Client) []locker {
 				return nil, err
 			}
 			return func() { lc.Release(context.Background(), key, l.Token) }, nil
+		},
+		sent: clientCmds,
+	}, {
+		name: "leasehold-http",
+		lock: func(ctx context.Context, key string) (func(), error) {
+			l, err := hc.Acquire(ctx, key, &lease.AcquireOptions{TTL: benchTTL, Wait: time.Minute})
+			if err != nil {
+				return nil, err
+			}
+			return func() { hc.Release(context.Background(), key, l.Token) }, nil
 		},
 		sent: clientCmds,
 	}, {
@@ -157,7 +177,7 @@ var benchRun atomic.Int64
 // the next holder's grant.
 func BenchmarkHandoff(b *testing.B) {
 	rdb := shared.Client(b)
-	for _, l := range lockers(rdb) {
+	for _, l := range lockers(b, rdb) {
 		for _, waiters := range []int{1, 8, 64} {
 			b.Run(fmt.Sprintf("%s/waiters=%d", l.name, waiters), func(b *testing.B) {
 				key := fmt.Sprintf("bench.handoff.%s.%d.%d", l.name, waiters, benchRun.Add(1))
@@ -174,7 +194,7 @@ func BenchmarkHandoff(b *testing.B) {
 // each grant costs, from INFO commandstats before and after.
 func BenchmarkCommandsPerGrant(b *testing.B) {
 	rdb := shared.Client(b)
-	for _, l := range lockers(rdb) {
+	for _, l := range lockers(b, rdb) {
 		b.Run(l.name+"/contenders=64", func(b *testing.B) {
 			key := fmt.Sprintf("bench.cmds.%s.%d", l.name, benchRun.Add(1))
 			before, err := commandStats(context.Background(), rdb)
