@@ -79,7 +79,11 @@ type AcquireOptions struct {
 	// Metadata is a string returned by reads, at most 4 KiB.
 	Metadata string
 	// Wait is how long to wait for the lease when it is held. Default 0: answer
-	// *HeldError at once. The context's deadline also ends a wait.
+	// *HeldError at once. A waiter is woken by the holder's release or takes
+	// the lease when the holder's TTL runs out, without polling; waiters of
+	// one Client are served in arrival order. When the wait ends the error is
+	// the last *HeldError. The context's deadline also ends a wait, with an
+	// error that wraps ctx.Err(); it does not make Acquire wait by itself.
 	Wait time.Duration
 }
 

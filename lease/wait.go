@@ -61,6 +61,9 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 				if ownToken {
 					c.abandon(name, o.Token, err)
 				}
+				if !errors.Is(err, ctx.Err()) {
+					err = fmt.Errorf("lease: acquire: %w", ctx.Err())
+				}
 				return nil, err
 			default:
 				// Redis failed: try again after a growing pause, or when the

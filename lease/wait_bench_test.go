@@ -35,7 +35,7 @@ import (
 )
 
 const (
-	benchHold = 5 * time.Millisecond
+	benchHold = 5 * time.Millisecond // how long each grant is held, unless a benchmark says
 	benchTTL  = 10 * time.Second
 )
 
@@ -111,7 +111,7 @@ func lockers(b *testing.B, rdb *redis.Client) []locker {
 // once somebody else has been granted it (so a releaser cannot take its own
 // lock back at once, and at each release n-1 others wait). It returns the
 // handoff latencies (all but the first grant's).
-func contend(b *testing.B, l locker, key string, n, grants int) []time.Duration {
+func contend(b *testing.B, l locker, key string, n, grants int, hold time.Duration) []time.Duration {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var (
@@ -148,7 +148,7 @@ func contend(b *testing.B, l locker, key string, n, grants int) []time.Duration 
 					unlock()
 					return
 				}
-				time.Sleep(benchHold)
+				time.Sleep(hold)
 				released.Store(int64(time.Since(start)))
 				unlock()
 				select { // queue again once another contender has it
@@ -181,7 +181,7 @@ func BenchmarkHandoff(b *testing.B) {
 		for _, waiters := range []int{1, 8, 64} {
 			b.Run(fmt.Sprintf("%s/waiters=%d", l.name, waiters), func(b *testing.B) {
 				key := fmt.Sprintf("bench.handoff.%s.%d.%d", l.name, waiters, benchRun.Add(1))
-				lat := contend(b, l, key, waiters+1, b.N+1)
+				lat := contend(b, l, key, waiters+1, b.N+1, benchHold)
 				b.ReportMetric(float64(percentile(lat, 0.5).Microseconds()), "p50-µs")
 				b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
 				b.ReportMetric(0, "ns/op")
@@ -194,43 +194,49 @@ func BenchmarkHandoff(b *testing.B) {
 // each grant costs, from INFO commandstats before and after.
 func BenchmarkCommandsPerGrant(b *testing.B) {
 	rdb := shared.Client(b)
-	for _, l := range lockers(b, rdb) {
-		b.Run(l.name+"/contenders=64", func(b *testing.B) {
-			key := fmt.Sprintf("bench.cmds.%s.%d", l.name, benchRun.Add(1))
-			before, err := commandStats(context.Background(), rdb)
-			if err != nil {
-				b.Fatal(err)
+	for _, hold := range []time.Duration{benchHold, 50 * time.Millisecond} {
+		for _, l := range lockers(b, rdb) {
+			b.Run(fmt.Sprintf("%s/contenders=64/hold=%s", l.name, hold), func(b *testing.B) {
+				commandsPerGrant(b, rdb, l, hold)
+			})
+		}
+	}
+}
+
+func commandsPerGrant(b *testing.B, rdb *redis.Client, l locker, hold time.Duration) {
+	key := fmt.Sprintf("bench.cmds.%s.%d", l.name, benchRun.Add(1))
+	before, err := commandStats(context.Background(), rdb)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lat := contend(b, l, key, 64, b.N, hold)
+	after, err := commandStats(context.Background(), rdb)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sent, all int64
+	for cmd, n := range after {
+		d := n - before[cmd]
+		if cmd == "info" {
+			continue
+		}
+		all += d
+		if slices.Contains(l.sent, cmd) {
+			sent += d
+		}
+	}
+	b.ReportMetric(float64(sent)/float64(b.N), "cmds/grant")
+	b.ReportMetric(float64(all)/float64(b.N), "calls/grant")
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds()), "p50-µs")
+	b.ReportMetric(0, "ns/op")
+	if testing.Verbose() {
+		var top []string
+		for cmd, n := range after {
+			if d := n - before[cmd]; d > 0 && cmd != "info" {
+				top = append(top, fmt.Sprintf("%s=%d", cmd, d))
 			}
-			lat := contend(b, l, key, 64, b.N)
-			after, err := commandStats(context.Background(), rdb)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var sent, all int64
-			for cmd, n := range after {
-				d := n - before[cmd]
-				if cmd == "info" {
-					continue
-				}
-				all += d
-				if slices.Contains(l.sent, cmd) {
-					sent += d
-				}
-			}
-			b.ReportMetric(float64(sent)/float64(b.N), "cmds/grant")
-			b.ReportMetric(float64(all)/float64(b.N), "calls/grant")
-			b.ReportMetric(float64(percentile(lat, 0.5).Microseconds()), "p50-µs")
-			b.ReportMetric(0, "ns/op")
-			if testing.Verbose() {
-				var top []string
-				for cmd, n := range after {
-					if d := n - before[cmd]; d > 0 && cmd != "info" {
-						top = append(top, fmt.Sprintf("%s=%d", cmd, d))
-					}
-				}
-				slices.Sort(top)
-				b.Logf("%d grants: %s", b.N, strings.Join(top, " "))
-			}
-		})
+		}
+		slices.Sort(top)
+		b.Logf("%d grants: %s", b.N, strings.Join(top, " "))
 	}
 }
