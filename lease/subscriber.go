@@ -234,9 +234,13 @@ func (c *psconn) run() {
 	defer close(c.done)
 	delay := 50 * time.Millisecond
 	for {
+		began := time.Now()
 		err := c.serve()
 		if err == nil {
 			return
+		}
+		if time.Since(began) > time.Minute {
+			delay = 50 * time.Millisecond // it had been healthy: this is a new outage
 		}
 		c.s.mu.Lock()
 		for _, t := range c.topics {
@@ -289,8 +293,8 @@ func (c *psconn) sleep(d time.Duration) bool {
 	}
 }
 
-// healthEvery (read by New) is how long the connection may stay silent before it is
-// pinged; a second silence of that length ends it.
+// healthEvery (read by New) is how long a pub/sub connection may stay silent
+// before it is pinged; a second silence of that length ends it.
 var healthEvery = 3 * time.Second
 
 // serve runs one connection; nil means it ended because nobody waits.
