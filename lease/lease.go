@@ -79,7 +79,11 @@ type AcquireOptions struct {
 	// Metadata is a string returned by reads, at most 4 KiB.
 	Metadata string
 	// Wait is how long to wait for the lease when it is held. Default 0: answer
-	// *HeldError at once. The context's deadline also ends a wait.
+	// *HeldError at once. A waiter is woken by the holder's release or takes
+	// the lease when the holder's TTL runs out, without polling; waiters of
+	// one Client are served in arrival order. When the wait ends the error is
+	// the last *HeldError. The context's deadline also ends a wait, with an
+	// error that wraps ctx.Err(); it does not make Acquire wait by itself.
 	Wait time.Duration
 }
 
@@ -145,7 +149,8 @@ type Client struct {
 	prefix  string
 	maxTTL  time.Duration
 	maxWait time.Duration
-	sharded bool // Redis Cluster: announce with SPUBLISH
+	sharded bool        // Redis Cluster: announce with SPUBLISH
+	sub     *subscriber // waiters' shared subscription to releases
 }
 
 // New returns a Client over rdb: a single Redis, Sentinel or Cluster client.
@@ -163,7 +168,19 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 		}
 	}
 	_, c.sharded = rdb.(*redis.ClusterClient)
+	c.sub = newSubscriber(rdb, c.sharded)
 	return c
+}
+
+// Close ends the Client's subscription to releases: Acquire calls that are
+// waiting return a *BackendError wrapping ErrClosed, and so do later ones
+// that would wait. Other calls keep working. It does not close the Redis
+// client, which belongs to the caller. A Client whose waiters have all
+// returned holds no connection or goroutine of its own, so Close is needed
+// only to end waits early.
+func (c *Client) Close() error {
+	c.sub.close()
+	return nil
 }
 
 // MaxTTL returns the largest TTL this client grants.
@@ -217,11 +234,12 @@ func (c *Client) Acquire(ctx context.Context, name string, opts *AcquireOptions)
 	if err := c.checkAcquire(name, &o); err != nil {
 		return nil, err
 	}
-	if o.Token == "" {
+	ownToken := o.Token == ""
+	if ownToken {
 		o.Token = NewToken()
 	}
 	if o.Wait > 0 {
-		return c.acquireWait(ctx, name, &o)
+		return c.acquireWait(ctx, name, &o, ownToken)
 	}
 	return c.tryAcquire(ctx, name, &o)
 }

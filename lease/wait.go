@@ -7,30 +7,113 @@ import (
 	"time"
 )
 
-// acquireWait tries to acquire until it is granted or o.Wait has passed
-// (then the error is the last *HeldError), or ctx ends (then the error wraps
-// ctx.Err()).
+// testHookAttempted, when set by a test, runs after every attempt of a
+// waiting Acquire, with its error.
+var testHookAttempted func(name string, err error)
+
+// acquireWait acquires name, waiting up to o.Wait while another holder has
+// it. The waiter joins the Client's shared subscription to the name's
+// release channel, and only once Redis has confirmed it does it make its
+// first attempt, so no release after that attempt is missed. It then sleeps
+// until a release is announced or the holder's remaining TTL (answered by
+// the failed attempt) runs out, whichever comes first: an expired lease is
+// taken over at once, with no polling in between.
 //
-// This first version polls; the waiting issue replaces it with waiters woken
-// by the release itself.
-func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
-	deadline := time.NewTimer(o.Wait)
-	defer deadline.Stop()
+// Waiters of one Client on one name form a queue: only the oldest attempts,
+// so one release costs one attempt per process, and the lease goes to them
+// in arrival order. A waiter that loses the race to another process stays at
+// the front.
+//
+// When o.Wait ends without a grant the error is the *HeldError of the last
+// attempt (or its *BackendError). When ctx ends first the error wraps
+// ctx.Err(). The context's deadline does not by itself make Acquire wait.
+func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
+	w, err := c.sub.join(c.channel(name))
+	if err != nil {
+		return nil, &BackendError{Op: "acquire", Err: err}
+	}
+	defer w.leave()
+
+	end := time.NewTimer(o.Wait)
+	defer end.Stop()
+	nap := time.NewTimer(time.Hour)
+	defer nap.Stop()
+
+	var last error
+	backoff := 20 * time.Millisecond
 	for {
-		l, err := c.tryAcquire(ctx, name, o)
-		var held *HeldError
-		if !errors.As(err, &held) {
-			return l, err
+		attempt, until, retries, closed := w.turn(time.Now())
+		if closed {
+			return nil, &BackendError{Op: "acquire", Err: ErrClosed}
 		}
-		t := time.NewTimer(min(held.TTL, 50*time.Millisecond))
+		if attempt {
+			l, err := c.attempt(ctx, name, o)
+			var held *HeldError
+			switch {
+			case err == nil:
+				w.done(retries, l.Fence, time.Now().Add(l.TTL))
+				return l, nil
+			case errors.As(err, &held):
+				// PTTL counts whole milliseconds: never retry sooner than 1ms.
+				w.done(retries, held.Fence, time.Now().Add(max(held.TTL, time.Millisecond)))
+				last, backoff = err, 20*time.Millisecond
+			case ctx.Err() != nil:
+				if ownToken {
+					c.abandon(name, o.Token, err)
+				}
+				if !errors.Is(err, ctx.Err()) {
+					err = fmt.Errorf("lease: acquire: %w", ctx.Err())
+				}
+				return nil, err
+			default:
+				// Redis failed: try again after a growing pause, or when the
+				// subscription comes back (a reconnect wakes the head).
+				w.backoff(retries, time.Now().Add(backoff))
+				last, backoff = err, min(2*backoff, time.Second)
+			}
+			continue
+		}
+		if !until.IsZero() {
+			nap.Reset(time.Until(until))
+		}
 		select {
+		case <-w.wake:
+		case <-nap.C:
+		case <-end.C:
+			if last == nil {
+				// Never confirmed subscribed, so never tried: try once.
+				return c.attempt(ctx, name, o)
+			}
+			return nil, last
 		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("lease: acquire %q: %w", name, ctx.Err())
-		case <-deadline.C:
-			t.Stop()
-			return nil, held
-		case <-t.C:
+			return nil, fmt.Errorf("lease: acquire: %w", ctx.Err())
+		}
+		if !nap.Stop() {
+			select {
+			case <-nap.C:
+			default:
+			}
 		}
 	}
+}
+
+func (c *Client) attempt(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
+	l, err := c.tryAcquire(ctx, name, o)
+	if testHookAttempted != nil {
+		testHookAttempted(name, err)
+	}
+	return l, err
+}
+
+// abandon releases a grant that may have been made for a waiter whose
+// context ended during its attempt, so that it leaves no lease behind. The
+// token was made by Acquire, so nobody else can hold it.
+func (c *Client) abandon(name, token string, err error) {
+	var be *BackendError
+	if errors.As(err, &be) && !be.MayHaveApplied {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = c.Release(ctx, name, token) // not found is the likely answer
 }

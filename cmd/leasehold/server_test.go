@@ -17,7 +17,7 @@ import (
 
 // startServe starts `leasehold serve` on Redis srv and a free port, stopped
 // when the test ends, and returns its URL.
-func startServe(t *testing.T, args ...string) string {
+func startServerURL(t *testing.T, args ...string) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,7 +48,7 @@ func startServe(t *testing.T, args ...string) string {
 }
 
 func TestClientCommandsOverTheServer(t *testing.T) {
-	url := startServe(t)
+	url := startServerURL(t)
 	n := name(t)
 	r := lh(t, "acquire", n, "--ttl", "5s", "--holder", "web-1", "--server", url)
 	token := strings.TrimSpace(r.stdout)
@@ -89,7 +89,7 @@ func TestClientCommandsOverTheServer(t *testing.T) {
 }
 
 func TestRunOverTheServer(t *testing.T) {
-	url := startServe(t)
+	url := startServerURL(t)
 	n := name(t)
 	r := lh(t, "run", n, "--ttl", "1s", "--server", url, "--", "sh", "-c", `sleep 2.5; echo "$LEASE_FENCE"`)
 	if r.code != 0 || strings.TrimSpace(r.stdout) == "" {
@@ -112,7 +112,7 @@ func TestAuthErrorsExit77(t *testing.T) {
 	if err := os.WriteFile(authFile, []byte("jobs-writer-4f9c2a7e1b write jobs:\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	url := startServe(t, "--auth-file", authFile)
+	url := startServerURL(t, "--auth-file", authFile)
 	for _, tc := range []struct {
 		name  string
 		args  []string

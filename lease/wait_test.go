@@ -1,0 +1,579 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/embedded"
+	"github.com/leasehold/leasehold/internal/redistest"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
+)
+
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", d, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+var runs atomic.Int64
+
+// fresh is a lease name unique to this test and run (so -count works on the
+// shared server).
+func fresh(t *testing.T) string {
+	return fmt.Sprintf("%s.%d.%d", uniq(t), time.Now().UnixNano()%1e6, runs.Add(1))
+}
+
+// countAttempts counts the attempts of waiting Acquires on name, and
+// returns the count and a function that reads it.
+func countAttempts(t *testing.T, name string, also func(err error)) func() int64 {
+	var n atomic.Int64
+	restore := lease.SetAttemptHook(func(got string, err error) {
+		if got != name {
+			return
+		}
+		n.Add(1)
+		if also != nil {
+			also(err)
+		}
+	})
+	t.Cleanup(restore)
+	return n.Load
+}
+
+func numsub(t *testing.T, rdb *redis.Client, channel string) int64 {
+	t.Helper()
+	m, err := rdb.PubSubNumSub(ctx, channel).Result()
+	if err != nil {
+		t.Fatalf("PUBSUB NUMSUB: %v", err)
+	}
+	return m[channel]
+}
+
+type result struct {
+	l   *lease.Lease
+	err error
+}
+
+func acquireAsync(c *lease.Client, ctx context.Context, name string, o *lease.AcquireOptions) <-chan result {
+	ch := make(chan result, 1)
+	go func() {
+		l, err := c.Acquire(ctx, name, o)
+		ch <- result{l, err}
+	}()
+	return ch
+}
+
+func TestWaitIsWokenByRelease(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	c, rdb := newClient(t, nil)
+	name := fresh(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+	eventually(t, 5*time.Second, "the waiter made no first attempt", func() bool { return attempts() == 1 })
+	if n := numsub(t, rdb, "leasehold:{"+name+"}:released"); n != 1 {
+		t.Fatalf("got %d subscribers of the release channel while waiting, want 1", n)
+	}
+	if err := c.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("waiting Acquire: %v", r.err)
+		}
+		if r.l.Fence <= holder.Fence {
+			t.Errorf("got fence %d, want more than the released %d", r.l.Fence, holder.Fence)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter was not granted within 10s of the release (the holder's TTL was 1m)")
+	}
+	if n := attempts(); n != 2 {
+		t.Errorf("got %d attempts, want 2: the first, and one after the release", n)
+	}
+	eventually(t, 5*time.Second, "the release channel still has subscribers", func() bool {
+		return numsub(t, rdb, "leasehold:{"+name+"}:released") == 0
+	})
+}
+
+// A release that lands right after the waiter's first (failed) attempt,
+// before it goes to sleep, must still wake it.
+func TestWaitMissesNoReleaseAfterTheFirstAttempt(t *testing.T) {
+	c, _ := newClient(t, nil)
+	name := fresh(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	countAttempts(t, name, func(err error) {
+		once.Do(func() {
+			if !errors.Is(err, lease.ErrHeld) {
+				t.Errorf("first attempt: got %v, want held", err)
+			}
+			if err := c.Release(ctx, name, holder.Token); err != nil {
+				t.Errorf("release: %v", err)
+			}
+		})
+	})
+	start := time.Now()
+	l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("got %v after %s, want a grant (the release came right after the first attempt)", err, time.Since(start))
+	}
+	if l.Fence <= holder.Fence {
+		t.Errorf("got fence %d, want more than %d", l.Fence, holder.Fence)
+	}
+}
+
+// Many releases racing with waiters that are just starting: none may sleep
+// through one (each holder's TTL is a minute, each wait 10s).
+func TestWaitMissesNoReleaseRacing(t *testing.T) {
+	c, _ := newClient(t, nil)
+	base := fresh(t)
+	for i := range 100 {
+		name := fmt.Sprintf("%s.%d", base, i)
+		holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 10 * time.Second})
+		if i%4 != 0 {
+			time.Sleep(time.Duration(i%7) * 100 * time.Microsecond)
+		}
+		if err := c.Release(ctx, name, holder.Token); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-got; r.err != nil {
+			t.Fatalf("iteration %d: got %v, want a grant", i, r.err)
+		}
+	}
+}
+
+// With no release, the waiter takes the lease when the holder's TTL runs
+// out: its second attempt, timed by the TTL the first one was answered.
+func TestWaitTakesOverAtExpiry(t *testing.T) {
+	c, _ := newClient(t, nil)
+	name := fresh(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Now().Add(400 * time.Millisecond)
+	attempts := countAttempts(t, name, nil)
+	l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 10 * time.Second})
+	took := time.Now()
+	if err != nil {
+		t.Fatalf("got %v, want a grant when the holder's lease expires", err)
+	}
+	if l.Fence <= holder.Fence {
+		t.Errorf("got fence %d, want more than %d", l.Fence, holder.Fence)
+	}
+	// Generous bounds: the machine is shared and -race is slow; the attempt
+	// count below is what shows there was no polling.
+	if late := took.Sub(expires); late < -5*time.Millisecond || late > 300*time.Millisecond {
+		t.Errorf("granted %s after the holder's expiry, want within (-5ms, 300ms)", late)
+	}
+	if n := attempts(); n != 2 && n != 3 {
+		t.Errorf("got %d attempts, want 2 (one held, one at expiry; 3 if PTTL rounding made it 1ms early)", n)
+	}
+}
+
+func TestWaitEndsWithTheLastHeldError(t *testing.T) {
+	c, _ := newClient(t, nil)
+	name := fresh(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Holder: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	start := time.Now()
+	_, err = c.Acquire(ctx, name, &lease.AcquireOptions{Wait: 200 * time.Millisecond})
+	var held *lease.HeldError
+	if !errors.As(err, &held) {
+		t.Fatalf("got %v, want *HeldError", err)
+	}
+	if held.Holder != "a" || held.Fence != holder.Fence || held.TTL < 58*time.Second {
+		t.Errorf("got %+v, want holder a, fence %d, about a minute left", held, holder.Fence)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("returned after %s, want at least the 200ms wait", d)
+	}
+	if n := attempts(); n != 1 {
+		t.Errorf("got %d attempts in a 200ms wait on a lease held for a minute, want 1 (no polling)", n)
+	}
+}
+
+// Waiters that give up (their wait ends, their context is cancelled or
+// times out) leave no subscription, goroutine, connection or key.
+func TestWaitGivingUpLeavesNothing(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	c, rdb := newClient(t, nil)
+	name := fresh(t)
+	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	keysBefore, _ := rdb.Keys(ctx, "leasehold:{"+name+"}*").Result()
+	cancelled, cancel := context.WithCancel(ctx)
+	timedOut, cancel2 := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel2()
+	var results []<-chan result
+	for i := range 12 {
+		switch i % 3 {
+		case 0:
+			results = append(results, acquireAsync(c, cancelled, name, &lease.AcquireOptions{Wait: time.Minute}))
+		case 1:
+			results = append(results, acquireAsync(c, timedOut, name, &lease.AcquireOptions{Wait: time.Minute}))
+		case 2:
+			results = append(results, acquireAsync(c, ctx, name, &lease.AcquireOptions{Wait: 300 * time.Millisecond}))
+		}
+	}
+	eventually(t, 5*time.Second, "not all 12 waiters joined", func() bool { return c.Waiters(name) == 12 })
+	eventually(t, 5*time.Second, "the channel was never subscribed", func() bool {
+		return numsub(t, rdb, "leasehold:{"+name+"}:released") > 0
+	})
+	if n := numsub(t, rdb, "leasehold:{"+name+"}:released"); n != 1 {
+		t.Errorf("got %d subscriptions for 12 waiters, want 1 (one shared connection)", n)
+	}
+	cancel()
+	for i, r := range results {
+		res := <-r
+		var want error = lease.ErrHeld
+		switch i % 3 {
+		case 0:
+			want = context.Canceled
+		case 1:
+			want = context.DeadlineExceeded
+		}
+		if !errors.Is(res.err, want) {
+			t.Errorf("waiter %d: got %v, want %v", i, res.err, want)
+		}
+	}
+	eventually(t, 5*time.Second, "subscriptions remain", func() bool {
+		chans, err := rdb.PubSubChannels(ctx, "leasehold:{"+name+"}*").Result()
+		return err == nil && len(chans) == 0 && numsub(t, rdb, "leasehold:{"+name+"}:released") == 0
+	})
+	eventually(t, 5*time.Second, "the client still has a pub/sub connection", func() bool { return c.Conns() == 0 })
+	keysAfter, _ := rdb.Keys(ctx, "leasehold:{"+name+"}*").Result()
+	if len(keysAfter) != len(keysBefore) {
+		t.Errorf("got keys %v after the waiters gave up, want %v", keysAfter, keysBefore)
+	}
+}
+
+// Waiters of one Client are granted the lease in the order they came.
+func TestWaitServesArrivalOrder(t *testing.T) {
+	c, _ := newClient(t, nil)
+	name := fresh(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	var (
+		mu    sync.Mutex
+		order []int
+		wg    sync.WaitGroup
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+			if err != nil {
+				t.Errorf("waiter %d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			if err := c.Release(ctx, name, l.Token); err != nil {
+				t.Errorf("waiter %d release: %v", i, err)
+			}
+		}()
+		eventually(t, 5*time.Second, "a waiter did not join", func() bool { return c.Waiters(name) == i+1 })
+	}
+	if err := c.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, got := range order {
+		if got != i {
+			t.Fatalf("got grant order %v, want 0..%d", order, n-1)
+		}
+	}
+}
+
+// A release wakes one waiter of a Client, not all of them: every grant
+// costs one attempt.
+func TestWaitNoHerd(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c := lease.New(rdb, nil)
+	if err := c.LoadScripts(ctx); err != nil { // no NOSCRIPT round trips to count
+		t.Fatal(err)
+	}
+	name := fresh(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	const n = 20
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+			if err != nil {
+				t.Errorf("waiter %d: %v", i, err)
+				return
+			}
+			time.Sleep(time.Millisecond) // hold it a moment
+			if err := c.Release(ctx, name, l.Token); err != nil {
+				t.Errorf("waiter %d release: %v", i, err)
+			}
+		}()
+	}
+	eventually(t, 5*time.Second, "not all waiters joined", func() bool { return c.Waiters(name) == n })
+	before := evalshaCalls(t, rdb)
+	if err := c.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	// The head's first held attempt, then one granted attempt per waiter.
+	if got := attempts(); got != n+1 {
+		t.Errorf("got %d acquire attempts for %d grants, want %d", got, n, n+1)
+	}
+	// 1 release by the holder, then per waiter one acquire and one release.
+	if got, want := evalshaCalls(t, rdb)-before, int64(1+2*n); got != want {
+		t.Errorf("got %d EVALSHA calls, want %d", got, want)
+	}
+}
+
+func evalshaCalls(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	stats, err := commandStats(ctx, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats["evalsha"] + stats["eval"]
+}
+
+// Waiters in two processes (two Clients) all get the lease.
+func TestWaitAcrossClients(t *testing.T) {
+	c1, _ := newClient(t, nil)
+	c2, _ := newClient(t, nil)
+	name := fresh(t)
+	holder, err := c1.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var granted atomic.Int64
+	for i := range 8 {
+		c := c1
+		if i%2 == 1 {
+			c = c2
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+			if err != nil {
+				t.Errorf("waiter %d: %v", i, err)
+				return
+			}
+			granted.Add(1)
+			if err := c.Release(ctx, name, l.Token); err != nil {
+				t.Errorf("waiter %d release: %v", i, err)
+			}
+		}()
+	}
+	eventually(t, 5*time.Second, "not all waiters joined", func() bool { return c1.Waiters(name)+c2.Waiters(name) == 8 })
+	if err := c1.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if granted.Load() != 8 {
+		t.Errorf("got %d grants, want 8", granted.Load())
+	}
+}
+
+// A Redis restart while waiting: the subscription comes back by itself and
+// the waiter retries once, finding the lease gone with Redis's data.
+func TestWaitSurvivesRedisRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c := lease.New(rdb, nil)
+	name := fresh(t)
+	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+	eventually(t, 5*time.Second, "no first attempt", func() bool { return attempts() == 1 })
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("got %v, want a grant after Redis restarted without the lease", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not granted within 10s of the restart")
+	}
+}
+
+// A hung Redis (SIGSTOP) is noticed by the health check; once it resumes,
+// the waiter is served.
+func TestWaitSurvivesPausedRedis(t *testing.T) {
+	defer lease.SetHealthEvery(100 * time.Millisecond)()
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	c := lease.New(rdb, nil)
+	defer c.Close() // its connection goroutine must end before SetHealthEvery is undone
+	name := fresh(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+	eventually(t, 5*time.Second, "no first attempt", func() bool { return attempts() == 1 })
+	srv.Pause()
+	time.Sleep(500 * time.Millisecond) // long enough for the health check to give up on the connection
+	srv.Resume()
+	if err := c.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("got %v, want a grant", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not granted within 10s of the release")
+	}
+}
+
+func TestCloseEndsWaits(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	c, rdb := newClient(t, nil)
+	name := fresh(t)
+	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{Wait: time.Minute})
+	eventually(t, 5*time.Second, "the waiter did not join", func() bool { return c.Waiters(name) == 1 })
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; !errors.Is(r.err, lease.ErrClosed) || !errors.Is(r.err, lease.ErrBackend) {
+		t.Errorf("got %v, want a backend error wrapping ErrClosed", r.err)
+	}
+	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{Wait: time.Second}); !errors.Is(err, lease.ErrClosed) {
+		t.Errorf("Acquire after Close: got %v, want ErrClosed", err)
+	}
+	eventually(t, 5*time.Second, "subscriptions remain", func() bool {
+		return numsub(t, rdb, "leasehold:{"+name+"}:released") == 0
+	})
+}
+
+// In Cluster mode the waiter listens with SSUBSCRIBE and the release
+// announces with SPUBLISH (a one-node cluster that serves every slot).
+func TestWaitCluster(t *testing.T) {
+	srv := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	plain := srv.Client(t)
+	if err := plain.ClusterAddSlotsRange(ctx, 0, 16383).Err(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the cluster is not ok", func() bool {
+		info, _ := plain.ClusterInfo(ctx).Result()
+		return len(info) > 0 && strings.Contains(info, "cluster_state:ok")
+	})
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}})
+	defer cc.Close()
+	c := lease.New(cc, nil)
+	name := fresh(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+	eventually(t, 5*time.Second, "no first attempt", func() bool { return attempts() == 1 })
+	ch := "leasehold:{" + name + "}:released"
+	if m, err := plain.PubSubShardNumSub(ctx, ch).Result(); err != nil || m[ch] != 1 {
+		t.Fatalf("got PUBSUB SHARDNUMSUB %v (%v), want 1 shard subscriber", m, err)
+	}
+	if err := c.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("got %v, want a grant", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not granted within 10s of the release")
+	}
+	if n := attempts(); n != 2 {
+		t.Errorf("got %d attempts, want 2", n)
+	}
+}
+
+// The embedded store (miniredis) runs the same scripts: its PUBLISH from the
+// release script wakes a waiter subscribed with plain SUBSCRIBE.
+func TestWaitOnEmbeddedStore(t *testing.T) {
+	store, err := embedded.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: store.Addr()})
+	defer rdb.Close()
+	c := lease.New(rdb, nil)
+	name := fresh(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+	eventually(t, 5*time.Second, "no first attempt", func() bool { return attempts() == 1 })
+	if err := c.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r.err != nil {
+			t.Fatalf("got %v, want a grant", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not granted within 10s of the release")
+	}
+	if n := attempts(); n != 2 {
+		t.Errorf("got %d attempts, want 2 (woken by the release, not by expiry)", n)
+	}
+	eventually(t, 5*time.Second, "the client still has a pub/sub connection", func() bool { return c.Conns() == 0 })
+}
