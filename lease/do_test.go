@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/lease"
+	"go.uber.org/goleak"
 )
 
 func TestDoRunsOnceAcrossConcurrentCallers(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, _ := newClient(t, nil)
 	name := uniq(t)
 	var ran atomic.Int32
@@ -77,6 +79,7 @@ func TestDoReturnsFnErrorAndReleases(t *testing.T) {
 }
 
 func TestDoHoldKeepsTheLeaseUntilGrantPlusHold(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, _ := newClient(t, nil)
 	name := uniq(t)
 	const hold = 2 * time.Second
@@ -106,6 +109,7 @@ func TestDoHoldKeepsTheLeaseUntilGrantPlusHold(t *testing.T) {
 }
 
 func TestDoCancelsFnWhenTheLeaseIsLost(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, rdb := newClient(t, nil)
 	name := uniq(t)
 	err := lease.Do(ctx, c, name, &lease.DoOptions{TTL: 300 * time.Millisecond}, func(ctx context.Context, l *lease.Lease) error {

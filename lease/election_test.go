@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/lease"
+	"go.uber.org/goleak"
 )
 
 // candidate is one Election run in a goroutine, recording what it saw.
@@ -71,7 +72,7 @@ func startCandidate(t *testing.T, lc lease.Interface, name, id string, ttl time.
 
 func (c *candidate) stop() {
 	c.cancel()
-	<-c.done
+	<-c.done // closed once: stop may be called again
 }
 
 // overlapCheck fails the test when two candidates lead at once in this
@@ -119,6 +120,7 @@ func waitLeader(t *testing.T, cs []*candidate, within time.Duration) *candidate 
 }
 
 func TestElectionOneLeaderAndHandOver(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, _ := newClient(t, nil)
 	name := uniq(t)
 	const ttl = time.Second
@@ -171,6 +173,12 @@ func TestElectionOneLeaderAndHandOver(t *testing.T) {
 	if err := second.e.Resign(ctx); !errors.Is(err, lease.ErrNotLeader) {
 		t.Errorf("Resign when not leading = %v, want ErrNotLeader", err)
 	}
+	for _, c := range cs {
+		c.stop()
+	}
+	if _, err := c.Get(ctx, name); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("Get after every candidate stopped: %v, want released", err)
+	}
 }
 
 func TestElectionLeaderLosingTheLeaseStopsLeading(t *testing.T) {
@@ -208,6 +216,7 @@ func TestElectionLeaderLosingTheLeaseStopsLeading(t *testing.T) {
 }
 
 func TestElectionObserve(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, _ := newClient(t, nil)
 	name := uniq(t)
 	e, err := lease.NewElection(c, lease.ElectionConfig{Name: name, Identity: "watcher", TTL: 300 * time.Millisecond})

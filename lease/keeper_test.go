@@ -9,6 +9,7 @@ import (
 
 	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
+	"go.uber.org/goleak"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -26,6 +27,7 @@ func waitDone(t *testing.T, k *lease.Keeper, d time.Duration) time.Duration {
 }
 
 func TestKeeperKeepsALeasePastItsTTL(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, _ := newClient(t, nil)
 	name := uniq(t)
 	l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: 300 * time.Millisecond})
@@ -136,6 +138,7 @@ func TestKeeperRidesOutABriefOutageAndLosesALongOne(t *testing.T) {
 }
 
 func TestKeeperStopAndRelease(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, _ := newClient(t, nil)
 	name := uniq(t)
 	l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: 5 * time.Second})
