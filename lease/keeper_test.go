@@ -9,8 +9,8 @@ import (
 
 	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
-	"go.uber.org/goleak"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 )
 
 // waitDone waits up to d for a Keeper to end and fails the test otherwise.
