@@ -65,7 +65,7 @@ func (c *runCmd) Run(e *env) error {
 		return err
 	}
 	var hold, killAfter time.Duration
-	if c.Hold != "0" {
+	if d, perr := time.ParseDuration(c.Hold); c.Hold != "0" && (perr != nil || d != 0) {
 		if hold, err = parseTTL(c.Hold); err != nil {
 			return usageErr(fmt.Errorf("--hold: %w", errors.Unwrap(err)))
 		}
