@@ -249,23 +249,40 @@ func TestRunSIGTERMWhileWaitingStopsWithoutRunning(t *testing.T) {
 	}
 }
 
-func TestRunForwardsSIGTERMToTheCommandAndReleases(t *testing.T) {
-	n := name(t)
-	dir := t.TempDir()
-	s := startLH(t, "run", n, "--redis", srv.URL(), "--", "sh", "-c",
-		`trap 'echo term > `+dir+`/got; exit 7' TERM; echo up > `+dir+`/up; while :; do sleep 0.05; done`)
-	waitFile(t, dir+"/up", 5*time.Second)
-	syscall.Kill(s.pid, syscall.SIGTERM)
-	r := s.finish(t, 5*time.Second)
-	if r.code != 7 {
-		t.Errorf("got exit %d (%s), want the command's 7 after its SIGTERM trap", r.code, r.stderr)
+func TestRunForwardsSignalsToTheCommandAndReleases(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			n := strings.ReplaceAll(name(t), " ", "_")
+			dir := t.TempDir()
+			s := startLH(t, "run", n, "--redis", srv.URL(), "--", "sh", "-c",
+				`trap 'echo `+strconv.Itoa(int(sig))+` > `+dir+`/got; exit 7' `+strings.TrimPrefix(signame(sig), "SIG")+
+					`; echo up > `+dir+`/up; while :; do sleep 0.05; done`)
+			waitFile(t, dir+"/up", 5*time.Second)
+			syscall.Kill(s.pid, sig)
+			r := s.finish(t, 5*time.Second)
+			if r.code != 7 {
+				t.Errorf("got exit %d (%s), want the command's 7 after its trap", r.code, r.stderr)
+			}
+			if got := waitFile(t, dir+"/got", time.Second); got != strconv.Itoa(int(sig))+"\n" {
+				t.Errorf("command got signal %q, want %d", got, sig)
+			}
+			if _, err := client(t).Get(bg, n); !errors.Is(err, lease.ErrNotFound) {
+				t.Errorf("Get after run: %v, want released", err)
+			}
+		})
 	}
-	if got := waitFile(t, dir+"/got", time.Second); got != "term\n" {
-		t.Errorf("command got %q, want SIGTERM", got)
+}
+
+func signame(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGHUP:
+		return "SIGHUP"
 	}
-	if _, err := client(t).Get(bg, n); !errors.Is(err, lease.ErrNotFound) {
-		t.Errorf("Get after run: %v, want released", err)
-	}
+	return ""
 }
 
 func TestRunWaitGetsTheLeaseWhenReleased(t *testing.T) {
