@@ -577,3 +577,94 @@ func TestWaitOnEmbeddedStore(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "the client still has a pub/sub connection", func() bool { return c.Conns() == 0 })
 }
+
+// A Client's head that loses a release to another process stays at the
+// front: its Client's waiters are still granted in arrival order.
+func TestWaitOrderHoldsWhenRacingAnotherClient(t *testing.T) {
+	c1, _ := newClient(t, nil)
+	c2, _ := newClient(t, nil)
+	name := fresh(t)
+	holder, err := c1.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		order []int
+		wg    sync.WaitGroup
+	)
+	take := func(c *lease.Client, i int) {
+		defer wg.Done()
+		l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+		if err != nil {
+			t.Errorf("waiter %d: %v", i, err)
+			return
+		}
+		mu.Lock()
+		order = append(order, i)
+		mu.Unlock()
+		time.Sleep(time.Millisecond)
+		if err := c.Release(ctx, name, l.Token); err != nil {
+			t.Errorf("waiter %d release: %v", i, err)
+		}
+	}
+	const n = 6
+	for i := range n {
+		wg.Add(2)
+		go take(c1, i)
+		eventually(t, 5*time.Second, "a waiter of c1 did not join", func() bool { return c1.Waiters(name) == i+1 })
+		go take(c2, 100+i)
+		eventually(t, 5*time.Second, "a waiter of c2 did not join", func() bool { return c2.Waiters(name) == i+1 })
+	}
+	if err := c1.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	var got1, got2 []int
+	for _, i := range order {
+		if i < 100 {
+			got1 = append(got1, i)
+		} else {
+			got2 = append(got2, i-100)
+		}
+	}
+	for i := range n {
+		if len(got1) != n || got1[i] != i || len(got2) != n || got2[i] != i {
+			t.Fatalf("got grant order %v, want each Client's waiters in arrival order", order)
+		}
+	}
+}
+
+// A head that gives up just as the release comes (its context cancelled at
+// the same moment) passes the wake-up on: the next waiter is granted, not
+// left to wait for the holder's TTL (a minute).
+func TestWaitGivingUpHeadPassesTheWakeUpOn(t *testing.T) {
+	c, _ := newClient(t, nil)
+	base := fresh(t)
+	for i := range 30 {
+		name := fmt.Sprintf("%s.%d", base, i)
+		holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		headCtx, cancel := context.WithCancel(ctx)
+		head := acquireAsync(c, headCtx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+		eventually(t, 5*time.Second, "the head did not join", func() bool { return c.Waiters(name) == 1 })
+		next := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 10 * time.Second})
+		eventually(t, 5*time.Second, "the next waiter did not join", func() bool { return c.Waiters(name) == 2 })
+		go cancel()
+		if err := c.Release(ctx, name, holder.Token); err != nil {
+			t.Fatal(err)
+		}
+		h := <-head
+		if h.err == nil {
+			// The head won before its cancel landed: hand over.
+			if err := c.Release(ctx, name, h.l.Token); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r := <-next; r.err != nil {
+			t.Fatalf("iteration %d: next waiter got %v, want a grant (head: %v)", i, r.err, h.err)
+		}
+	}
+}
