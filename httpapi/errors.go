@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/leasehold/leasehold/lease"
@@ -69,57 +70,59 @@ type answer struct {
 }
 
 // mapError is the one place that turns an error into a status code and an
-// error body.
+// error body. It walks err's chain of wrapped errors (without errors.As,
+// whose targets would cost an allocation each on every error answered).
 func mapError(err error) answer {
-	var (
-		held     *lease.HeldError
-		notHold  *lease.NotHolderError
-		notFound *lease.NotFoundError
-		inv      *lease.InvalidError
-		backend  *lease.BackendError
-		api      *apiError
-		he       *echo.HTTPError
-	)
-	switch {
-	case errors.As(err, &held):
-		ttl := held.TTL.Milliseconds()
-		return answer{
-			status: http.StatusConflict,
-			body: errorBody{Error: CodeLeaseHeld, Name: held.Name, Holder: &held.Holder, Fence: held.Fence, TTLMs: &ttl,
-				Message: fmt.Sprintf("the lease %q is held by %s for another %dms: retry after that, or acquire with a wait",
-					held.Name, holderText(held.Holder), ttl)},
-			retryAfter: retryAfter(ttl),
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch e := e.(type) {
+		case *lease.HeldError:
+			ttl := e.TTL.Milliseconds()
+			return answer{
+				status: http.StatusConflict,
+				body: errorBody{Error: CodeLeaseHeld, Name: e.Name, Holder: &e.Holder, Fence: e.Fence, TTLMs: &ttl,
+					Message: fmt.Sprintf("the lease %q is held by %s for another %s: retry after that, or acquire with a wait",
+						e.Name, holderText(e.Holder), e.TTL.Round(time.Millisecond))},
+				retryAfter: retryAfter(ttl),
+			}
+		case *lease.NotHolderError:
+			ttl := e.TTL.Milliseconds()
+			return answer{
+				status: http.StatusConflict,
+				body: errorBody{Error: CodeNotHolder, Name: e.Name, Holder: &e.Holder, Fence: e.Fence, TTLMs: &ttl,
+					Message: fmt.Sprintf("the lease %q is now held by %s (fence %d), not by this token or fence: you have lost it",
+						e.Name, holderText(e.Holder), e.Fence)},
+			}
+		case *lease.NotFoundError:
+			return answer{status: http.StatusNotFound, body: errorBody{Error: CodeNotFound,
+				Message: fmt.Sprintf("there is no lease %q: it was released, expired, or never taken", e.Name)}}
+		case *lease.InvalidError:
+			return answer{status: http.StatusBadRequest, body: errorBody{Error: e.Code, Message: e.Message}}
+		case *lease.BackendError:
+			applied := e.MayHaveApplied
+			msg := "redis did not answer; the change was not applied: retry later"
+			if applied {
+				msg = "redis did not answer; the change may have been applied: retry, or check with a read"
+			}
+			if e.Op == "get" || e.Op == "list" || e.Op == "ping" {
+				msg = "redis did not answer: retry later"
+			}
+			return answer{status: http.StatusServiceUnavailable,
+				body: errorBody{Error: CodeBackendUnavailable, Message: msg, MayHaveApplied: &applied}}
+		case *apiError:
+			return answer{status: e.status, body: errorBody{Error: e.code, Message: e.msg}}
+		case *echo.HTTPError:
+			return mapEchoError(e)
 		}
-	case errors.As(err, &notHold):
-		ttl := notHold.TTL.Milliseconds()
-		return answer{
-			status: http.StatusConflict,
-			body: errorBody{Error: CodeNotHolder, Name: notHold.Name, Holder: &notHold.Holder, Fence: notHold.Fence, TTLMs: &ttl,
-				Message: fmt.Sprintf("the lease %q is now held by %s (fence %d), not by this token or fence: you have lost it",
-					notHold.Name, holderText(notHold.Holder), notHold.Fence)},
+		if e == context.Canceled {
+			return answer{status: statusClientClosed, body: errorBody{Error: codeCanceled, Message: "the client went away"}}
 		}
-	case errors.As(err, &notFound):
-		return answer{status: http.StatusNotFound, body: errorBody{Error: CodeNotFound,
-			Message: fmt.Sprintf("there is no lease %q: it was released, expired, or never taken", notFound.Name)}}
-	case errors.As(err, &inv):
-		return answer{status: http.StatusBadRequest, body: errorBody{Error: inv.Code, Message: inv.Message}}
-	case errors.As(err, &backend):
-		applied := backend.MayHaveApplied
-		msg := "redis did not answer; the change was not applied: retry later"
-		if applied {
-			msg = "redis did not answer; the change may have been applied: retry, or check with a read"
+		if joined, ok := e.(interface{ Unwrap() []error }); ok { // errors.Join: the first error that maps
+			for _, sub := range joined.Unwrap() {
+				if a := mapError(sub); a.status != http.StatusInternalServerError {
+					return a
+				}
+			}
 		}
-		if backend.Op == "get" || backend.Op == "list" || backend.Op == "ping" {
-			msg = "redis did not answer: retry later"
-		}
-		return answer{status: http.StatusServiceUnavailable,
-			body: errorBody{Error: CodeBackendUnavailable, Message: msg, MayHaveApplied: &applied}}
-	case errors.As(err, &api):
-		return answer{status: api.status, body: errorBody{Error: api.code, Message: api.msg}}
-	case errors.As(err, &he):
-		return mapEchoError(he)
-	case errors.Is(err, context.Canceled):
-		return answer{status: statusClientClosed, body: errorBody{Error: codeCanceled, Message: "the client went away"}}
 	}
 	return answer{status: http.StatusInternalServerError, body: errorBody{Error: CodeInternal,
 		Message: "the server failed unexpectedly: retry, and report it if it lasts"}}

@@ -173,3 +173,24 @@ func metricsText(t testing.TB, e *env) string {
 	req, _ := http.NewRequest("GET", e.ts.URL+"/metrics", nil)
 	return string(doReq(t, req).body)
 }
+
+func TestWaitingAcquireOnPausedRedisAnswers503BeforeItsWaitEnds(t *testing.T) {
+	rs := redistest.Start(t)
+	e := newEnv(t, &envOptions{redis: rs, redisTimeout: 300 * time.Millisecond})
+	name := uniq(t)
+	e.do("POST", "/v1/leases/"+name+"/acquire?ttl=30s", "").want(t, 200, "")
+	got := make(chan *resp, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", e.ts.URL+"/v1/leases/"+name+"/acquire?wait=30s", nil)
+		got <- doReq(t, req)
+	}()
+	waitFor(t, func() bool { return strings.Contains(metricsText(t, e), "leasehold_waiting_acquires 1") })
+	rs.Pause()
+	defer rs.Resume()
+	select {
+	case r := <-got:
+		r.want(t, 503, "backend_unavailable")
+	case <-time.After(10 * time.Second):
+		t.Fatal("a waiting acquire on a paused Redis did not answer within 10s (its wait is 30s)")
+	}
+}

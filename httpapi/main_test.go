@@ -59,7 +59,7 @@ type envOptions struct {
 func redisClient(t testing.TB, addr string, timeout time.Duration) *redis.Client {
 	rdb := redis.NewClient(&redis.Options{
 		Addr: addr, DialTimeout: timeout, ReadTimeout: timeout, WriteTimeout: timeout,
-		ContextTimeoutEnabled: true, MaxRetries: -1,
+		ContextTimeoutEnabled: true,
 	})
 	t.Cleanup(func() { rdb.Close() })
 	return rdb
@@ -177,4 +177,14 @@ func (r *resp) want(t testing.TB, status int, code string) *resp {
 func uniq(t testing.TB) string {
 	r := strings.NewReplacer("/", ".", " ", "_", "#", "-", "(", "", ")", "", "'", "", "\"", "", ",", "")
 	return r.Replace(t.Name())
+}
+
+// anyJSON decodes b for a schema check.
+func anyJSON(t testing.TB, b []byte) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("not JSON: %s", b)
+	}
+	return v
 }

@@ -53,7 +53,7 @@ type params struct {
 
 func (p *params) has(i int) bool { return p.set&(1<<i) != 0 }
 
-// put records a value from one source; from names the source for messages.
+// put records a value; the same parameter again must have the same value.
 func (p *params) put(i int, v string) error {
 	if p.has(i) && p.val[i] != v {
 		return badRequest("the parameter %q is given twice with different values: give it once, in the query or in the JSON body", paramNames[i])

@@ -1,22 +1,365 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"text/tabwriter"
+	"time"
 
-// The client commands. (Being built: see the CLI issue.)
-type (
-	acquireCmd struct{}
-	renewCmd   struct{}
-	releaseCmd struct{}
-	getCmd     struct{}
-	listCmd    struct{}
-	runCmd     struct{}
+	"github.com/leasehold/leasehold/lease"
+	"github.com/redis/go-redis/v9"
 )
 
-var errNotBuilt = errors.New("not built yet")
+// connFlags choose the transport of a client command: a Leasehold server
+// over HTTP (the default) or Redis itself.
+type connFlags struct {
+	Server    string `help:"Leasehold server URL." default:"http://127.0.0.1:7070" env:"LEASEHOLD_SERVER" placeholder:"URL" group:"Connection"`
+	AuthToken string `help:"Bearer token for a server with auth on." env:"LEASEHOLD_TOKEN" placeholder:"TOKEN" group:"Connection"`
+	Redis     string `help:"Talk straight to Redis at this URL (redis://host:port/db, rediss:// for TLS) instead of a server." env:"-" placeholder:"URL" group:"Connection"`
+}
 
-func (c *acquireCmd) Run(e *env) error { return errNotBuilt }
-func (c *renewCmd) Run(e *env) error   { return errNotBuilt }
-func (c *releaseCmd) Run(e *env) error { return errNotBuilt }
-func (c *getCmd) Run(e *env) error     { return errNotBuilt }
-func (c *listCmd) Run(e *env) error    { return errNotBuilt }
-func (c *runCmd) Run(e *env) error     { return errNotBuilt }
+// connect returns the transport the flags choose and a function that closes it.
+func (f *connFlags) connect() (lease.Interface, func(), error) {
+	if f.Redis != "" {
+		opts, err := redis.ParseURL(f.Redis)
+		if err != nil {
+			return nil, nil, usageErr(fmt.Errorf("--redis %q: %v", f.Redis, err))
+		}
+		redis.SetLogger(quietLogger{}) // failures reach the user as errors, once
+		rdb := redis.NewClient(opts)
+		return lease.New(rdb, nil), func() { rdb.Close() }, nil
+	}
+	return newHTTPClient(f.Server, f.AuthToken)
+}
+
+// quietLogger drops go-redis's own log lines (dial retries and the like).
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+// outFlags select machine output.
+type outFlags struct {
+	JSON bool `help:"Print JSON on stdout, the objects of the HTTP API."`
+}
+
+// noMax is the bound given to the lease package's parsers: the server (or
+// Redis client) enforces its own --max-ttl and --max-wait.
+const noMax = time.Duration(math.MaxInt64)
+
+func parseTTL(s string) (time.Duration, error) {
+	d, err := lease.ParseTTL(s, noMax)
+	if err != nil {
+		return 0, usageErr(fmt.Errorf("--ttl: %w", err))
+	}
+	return d, nil
+}
+
+func parseWait(s string) (time.Duration, error) {
+	d, err := lease.ParseWait(s, noMax)
+	if err != nil {
+		return 0, usageErr(fmt.Errorf("--wait: %w", err))
+	}
+	return d, nil
+}
+
+func usageErr(err error) error { return &exitError{code: exitUsage, err: err} }
+
+// exitFor maps a transport's error to the CLI's exit codes; conflict is the
+// code for a lease held by another (75 unless -E says otherwise).
+func exitFor(err error, conflict int) error {
+	var held *lease.HeldError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, new(*exitError)):
+		return err
+	case errors.As(err, &held):
+		return &exitError{code: conflict, err: fmt.Errorf("%q is held by %s (fence %d) for another %s",
+			held.Name, holderText(held.Holder), held.Fence, held.TTL)}
+	case errors.Is(err, lease.ErrNotHolder), errors.Is(err, lease.ErrNotFound):
+		return &exitError{code: exitFailure, err: err}
+	case errors.Is(err, lease.ErrInvalid):
+		return &exitError{code: exitUsage, err: err}
+	case isAuthErr(err):
+		return &exitError{code: exitNoPerm, err: err}
+	case errors.Is(err, lease.ErrLost):
+		return &exitError{code: exitLost, err: err}
+	}
+	// Backend errors, connection failures, timeouts: unavailable.
+	return &exitError{code: exitUnavailable, err: err}
+}
+
+func holderText(h string) string {
+	if h == "" {
+		return "an unnamed holder"
+	}
+	return fmt.Sprintf("%q", h)
+}
+
+// leaseJSON is a lease as the HTTP API writes it.
+type leaseJSON struct {
+	Name      string `json:"name"`
+	Holder    string `json:"holder"`
+	Token     string `json:"token,omitempty"`
+	Fence     int64  `json:"fence"`
+	TTLMillis int64  `json:"ttl_ms"`
+	ExpiresAt string `json:"expires_at"`
+	Metadata  string `json:"metadata"`
+}
+
+func toJSON(l *lease.Lease) leaseJSON {
+	return leaseJSON{
+		Name: l.Name, Holder: l.Holder, Token: l.Token, Fence: l.Fence, TTLMillis: l.TTL.Milliseconds(),
+		ExpiresAt: l.ExpiresAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"), Metadata: l.Metadata,
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// grantLine describes a grant for stderr, without its token.
+func grantLine(verb string, l *lease.Lease) string {
+	s := fmt.Sprintf("%s %q: fence %d, ttl %s, expires %s", verb, l.Name, l.Fence, l.TTL,
+		l.ExpiresAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+	if l.Holder != "" {
+		s += fmt.Sprintf(", holder %q", l.Holder)
+	}
+	return s
+}
+
+type acquireCmd struct {
+	connFlags
+	outFlags
+	Name         string `arg:"" help:"Lease name: 1 to 200 bytes of A-Z a-z 0-9 . _ - :"`
+	TTL          string `help:"Time to live, with a unit." default:"30s" env:"-"`
+	Holder       string `help:"Public label of who holds it (host, job id)." env:"-"`
+	Metadata     string `help:"A string returned by reads (at most 4 KiB)." env:"-"`
+	Wait         string `help:"How long to wait for the lease when it is held." default:"0" env:"-"`
+	ConflictExit int    `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75" env:"-"`
+}
+
+func (c *acquireCmd) Help() string {
+	return `Takes the lease NAME and prints its token alone on stdout, the grant on
+stderr. When another holder has it, exits 75 (or -E) with the remaining TTL on
+stderr; with --wait, waits that long for it first.
+
+Examples:
+  T=$(leasehold acquire nightly-report --ttl 5m --holder "$(hostname)") || exit
+  leasehold acquire deploy --wait 30s -E 0
+  leasehold acquire job --json          # the whole grant, token included`
+}
+
+func (c *acquireCmd) Run(e *env) error {
+	ttl, err := parseTTL(c.TTL)
+	if err != nil {
+		return err
+	}
+	wait, err := parseWait(c.Wait)
+	if err != nil {
+		return err
+	}
+	lc, closeFn, err := c.connect()
+	if err != nil {
+		return exitFor(err, c.ConflictExit)
+	}
+	defer closeFn()
+	l, err := lc.Acquire(e.ctx, c.Name, &lease.AcquireOptions{TTL: ttl, Holder: c.Holder, Metadata: c.Metadata, Wait: wait})
+	if err != nil {
+		return exitFor(err, c.ConflictExit)
+	}
+	if c.JSON {
+		return writeJSON(e.stdout, toJSON(l))
+	}
+	fmt.Fprintln(e.stderr, grantLine("acquired", l))
+	fmt.Fprintln(e.stdout, l.Token)
+	return nil
+}
+
+type renewCmd struct {
+	connFlags
+	outFlags
+	Name  string `arg:"" help:"Lease name."`
+	Token string `help:"The token acquire printed (default $LEASE_TOKEN, as set by leasehold run)." env:"LEASE_TOKEN" required:""`
+	TTL   string `help:"New time to live from now (default: the grant's latest TTL)." env:"-"`
+}
+
+func (c *renewCmd) Help() string {
+	return `Extends the lease NAME held with --token. Exits 1 when the lease is gone
+(not_found) or held by another (not_holder): either way it is lost.
+
+Examples:
+  leasehold renew nightly-report --token "$T"
+  leasehold renew nightly-report --token "$T" --ttl 10m
+  LEASE_TOKEN=$T leasehold renew nightly-report --json`
+}
+
+func (c *renewCmd) Run(e *env) error {
+	var ttl time.Duration
+	if c.TTL != "" {
+		var err error
+		if ttl, err = parseTTL(c.TTL); err != nil {
+			return err
+		}
+	}
+	lc, closeFn, err := c.connect()
+	if err != nil {
+		return exitFor(err, exitConflict)
+	}
+	defer closeFn()
+	l, err := lc.Renew(e.ctx, c.Name, c.Token, ttl)
+	if err != nil {
+		return exitFor(err, exitConflict)
+	}
+	if c.JSON {
+		return writeJSON(e.stdout, toJSON(l))
+	}
+	fmt.Fprintln(e.stderr, grantLine("renewed", l))
+	return nil
+}
+
+type releaseCmd struct {
+	connFlags
+	outFlags
+	Name  string `arg:"" help:"Lease name."`
+	Token string `help:"The token acquire printed (default $LEASE_TOKEN)." env:"LEASE_TOKEN" required:""`
+}
+
+func (c *releaseCmd) Help() string {
+	return `Releases the lease NAME held with --token, so others can take it at once.
+It never removes another holder's lease: that exits 1 (not_holder), as does a
+lease that is already gone (not_found).
+
+Examples:
+  leasehold release nightly-report --token "$T"
+  trap 'leasehold release job --token "$T"' EXIT`
+}
+
+func (c *releaseCmd) Run(e *env) error {
+	lc, closeFn, err := c.connect()
+	if err != nil {
+		return exitFor(err, exitConflict)
+	}
+	defer closeFn()
+	if err := lc.Release(e.ctx, c.Name, c.Token); err != nil {
+		return exitFor(err, exitConflict)
+	}
+	if c.JSON {
+		return writeJSON(e.stdout, map[string]any{"name": c.Name, "released": true})
+	}
+	fmt.Fprintf(e.stderr, "released %q\n", c.Name)
+	return nil
+}
+
+type getCmd struct {
+	connFlags
+	outFlags
+	Name string `arg:"" help:"Lease name."`
+}
+
+func (c *getCmd) Help() string {
+	return `Shows the lease NAME: holder, fence, remaining TTL, expiry and metadata
+(never its token). Exits 1 when there is no such lease.
+
+Examples:
+  leasehold get nightly-report
+  leasehold get nightly-report --json
+  leasehold get deploy >/dev/null 2>&1 && echo "someone is deploying"`
+}
+
+func (c *getCmd) Run(e *env) error {
+	lc, closeFn, err := c.connect()
+	if err != nil {
+		return exitFor(err, exitConflict)
+	}
+	defer closeFn()
+	l, err := lc.Get(e.ctx, c.Name)
+	if err != nil {
+		return exitFor(err, exitConflict)
+	}
+	if c.JSON {
+		return writeJSON(e.stdout, toJSON(l))
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	j := toJSON(l)
+	fmt.Fprintf(tw, "name\t%s\nholder\t%s\nfence\t%d\nttl\t%s\nexpires_at\t%s\nmetadata\t%s\n",
+		j.Name, j.Holder, j.Fence, l.TTL, j.ExpiresAt, j.Metadata)
+	return tw.Flush()
+}
+
+type listCmd struct {
+	connFlags
+	outFlags
+	Prefix string `help:"Only the leases whose names start with this." env:"-"`
+	Limit  int    `help:"Leases per request to the server (1 to 1000); every page is printed." default:"100" env:"-"`
+}
+
+func (c *listCmd) Help() string {
+	return `Lists the leases whose names start with --prefix (all by default), every
+page of them, in no particular order.
+
+Examples:
+  leasehold list
+  leasehold list --prefix jobs:
+  leasehold list --prefix ci: --json`
+}
+
+func (c *listCmd) Run(e *env) error {
+	lc, closeFn, err := c.connect()
+	if err != nil {
+		return exitFor(err, exitConflict)
+	}
+	defer closeFn()
+	var all []leaseJSON
+	seen := map[string]bool{} // a SCAN may return a name twice
+	opts := &lease.ListOptions{Prefix: c.Prefix, Limit: c.Limit}
+	for {
+		page, err := lc.List(e.ctx, opts)
+		if err != nil {
+			return exitFor(err, exitConflict)
+		}
+		for i := range page.Leases {
+			if !seen[page.Leases[i].Name] {
+				seen[page.Leases[i].Name] = true
+				all = append(all, toJSON(&page.Leases[i]))
+			}
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		opts.Cursor = page.NextCursor
+	}
+	if c.JSON {
+		if all == nil {
+			all = []leaseJSON{}
+		}
+		return writeJSON(e.stdout, map[string]any{"leases": all})
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tHOLDER\tFENCE\tTTL\tEXPIRES_AT")
+	for _, l := range all {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", l.Name, dash(l.Holder), l.Fence,
+			time.Duration(l.TTLMillis)*time.Millisecond, l.ExpiresAt)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+// withoutCancel gives a final call (a release on the way out) its own short
+// deadline, whatever happened to ctx.
+func withoutCancel(ctx context.Context, ttl time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), min(max(ttl, time.Second), 10*time.Second))
+}

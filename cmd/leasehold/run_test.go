@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/redistest"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// startLH starts the binary and returns it running; finish waits for it.
+func startLH(t *testing.T, args ...string) *startedCmd {
+	t.Helper()
+	cmd := command(args...)
+	s := &startedCmd{out: &bytes.Buffer{}, errb: &bytes.Buffer{}, start: time.Now(), done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = s.out, s.errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.pid = cmd.Process.Pid
+	go func() { cmd.Wait(); s.state = cmd.ProcessState; close(s.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			syscall.Kill(s.pid, syscall.SIGKILL)
+			<-s.done
+		}
+	})
+	return s
+}
+
+type startedCmd struct {
+	pid       int
+	out, errb *bytes.Buffer
+	start     time.Time
+	done      chan struct{}
+	state     *os.ProcessState
+}
+
+func (s *startedCmd) finish(t *testing.T, within time.Duration) result {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(within):
+		t.Fatalf("leasehold still running after %v; stderr so far %q", within, s.errb.String())
+	}
+	return result{code: s.state.ExitCode(), stdout: s.out.String(), stderr: s.errb.String(), took: time.Since(s.start)}
+}
+
+// waitFile waits until path exists and returns its contents.
+func waitFile(t *testing.T, path string, within time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 && bytes.HasSuffix(b, []byte("\n")) {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not written within %v", filepath.Base(path), within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func exists(path string) bool { _, err := os.Stat(path); return err == nil }
+
+func TestRunGivesTheLeaseToTheCommandAndPassesItsExitCode(t *testing.T) {
+	n := name(t)
+	r := lh(t, "run", n, "--redis", srv.URL(), "--ttl", "5s", "--",
+		"sh", "-c", `echo "$LEASE_NAME $LEASE_FENCE $LEASE_TOKEN"; exit 3`)
+	if r.code != 3 {
+		t.Fatalf("got exit %d (%s), want the command's 3", r.code, r.stderr)
+	}
+	f := strings.Fields(r.stdout)
+	if len(f) != 3 || f[0] != n || lease.ValidateToken(f[2]) != nil {
+		t.Fatalf("got child output %q, want LEASE_NAME LEASE_FENCE LEASE_TOKEN", r.stdout)
+	}
+	if fence, err := strconv.ParseInt(f[1], 10, 64); err != nil || fence <= 0 {
+		t.Errorf("got LEASE_FENCE %q, want a positive integer", f[1])
+	}
+	if _, err := client(t).Get(bg, n); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("Get after run: %v, want released", err)
+	}
+	// A command killed by a signal exits 128+N, as in a shell.
+	if r := lh(t, "run", n, "--redis", srv.URL(), "--", "sh", "-c", "kill -9 $$"); r.code != 137 {
+		t.Errorf("got exit %d for a command killed by SIGKILL, want 137", r.code)
+	}
+	if r := lh(t, "run", n, "--redis", srv.URL(), "--", "/no/such/command"); r.code != 127 {
+		t.Errorf("got exit %d for a missing command, want 127", r.code)
+	}
+	if _, err := client(t).Get(bg, n); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("Get after a failed start: %v, want released", err)
+	}
+}
+
+func TestRunOneSecondLeaseSurvivesAThreeSecondCommand(t *testing.T) {
+	n := name(t)
+	r := lh(t, "run", n, "--ttl", "1s", "--redis", srv.URL(), "--", "sh", "-c",
+		"sleep 3")
+	if r.code != 0 || strings.Contains(r.stderr, "lost") {
+		t.Fatalf("got exit %d, stderr %q; want 0 and no loss", r.code, r.stderr)
+	}
+	if r.took < 3*time.Second {
+		t.Errorf("run took %v, want the command's 3s", r.took)
+	}
+}
+
+func TestRunRenewsSoOthersStayOut(t *testing.T) {
+	n := name(t)
+	dir := t.TempDir()
+	s := startLH(t, "run", n, "--ttl", "500ms", "--redis", srv.URL(), "--", "sh", "-c",
+		`echo go > `+dir+`/started; sleep 2`)
+	waitFile(t, dir+"/started", 5*time.Second)
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(deadline) { // three TTLs: renewed or someone would get in
+		r := lh(t, "run", n, "--redis", srv.URL(), "--", "true")
+		if r.code != 75 {
+			t.Fatalf("a second run during the first got exit %d, want 75", r.code)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if r := s.finish(t, 5*time.Second); r.code != 0 {
+		t.Errorf("first run: exit %d (%s), want 0", r.code, r.stderr)
+	}
+}
+
+func TestRunStopsTheCommandWhenTheLeaseIsStolen(t *testing.T) {
+	const ttl, killAfter = time.Second, time.Second
+	for _, tc := range []struct {
+		name  string
+		steal func(t *testing.T, n string)
+		trap  string // the command's answer to SIGTERM
+	}{
+		{"deleted", func(t *testing.T, n string) {
+			rdb(t).Del(bg, "leasehold:{"+n+"}")
+		}, ""},
+		{"taken-and-TERM-ignored", func(t *testing.T, n string) {
+			rdb(t).Del(bg, "leasehold:{"+n+"}")
+			if _, err := client(t).Acquire(bg, n, &lease.AcquireOptions{TTL: time.Minute, Holder: "thief"}); err != nil {
+				t.Fatal(err)
+			}
+		}, `trap "" TERM;`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := name(t)
+			dir := t.TempDir()
+			// The command and a grandchild in its group write their pids and live long.
+			s := startLH(t, "run", n, "--ttl", ttl.String(), "--kill-after", killAfter.String(), "--redis", srv.URL(), "--",
+				"sh", "-c", tc.trap+`sleep 60 & echo $! > `+dir+`/grandchild; echo $$ > `+dir+`/pid; while :; do sleep 0.05; done`)
+			pid, _ := strconv.Atoi(strings.TrimSpace(waitFile(t, dir+"/pid", 5*time.Second)))
+			grand, _ := strconv.Atoi(strings.TrimSpace(waitFile(t, dir+"/grandchild", 5*time.Second)))
+			stolen := time.Now()
+			tc.steal(t, n)
+			r := s.finish(t, 10*time.Second)
+			took := time.Since(stolen)
+			if r.code != 76 {
+				t.Errorf("got exit %d, want 76 (lost)", r.code)
+			}
+			if took > ttl+killAfter+500*time.Millisecond {
+				t.Errorf("run ended %v after the lease was stolen, want within ttl + kill-after = %v", took, ttl+killAfter)
+			}
+			if !strings.Contains(r.stderr, "lost") || !strings.Contains(r.stderr, "SIGTERM") {
+				t.Errorf("got stderr %q, want it to say the lease was lost and SIGTERM sent", r.stderr)
+			}
+			if tc.trap != "" && !strings.Contains(r.stderr, "SIGKILL") {
+				t.Errorf("got stderr %q, want SIGKILL after --kill-after for a command that ignores SIGTERM", r.stderr)
+			}
+			for _, p := range []int{pid, grand} {
+				deadline := time.Now().Add(time.Second)
+				for alive(p) && time.Now().Before(deadline) {
+					time.Sleep(10 * time.Millisecond)
+				}
+				if alive(p) {
+					t.Errorf("process %d of the command's group still alive after run exited", p)
+					syscall.Kill(p, syscall.SIGKILL)
+				}
+			}
+		})
+	}
+}
+
+func TestRunHoldKeepsTheLeaseAfterTheCommand(t *testing.T) {
+	n := name(t)
+	start := time.Now()
+	r := lh(t, "run", n, "--ttl", "1s", "--hold", "3s", "--redis", srv.URL(), "--", "true")
+	if r.code != 0 {
+		t.Fatalf("got exit %d (%s), want 0", r.code, r.stderr)
+	}
+	if r.took > time.Second {
+		t.Errorf("run took %v, want it to exit at once after the command", r.took)
+	}
+	l, err := client(t).Get(bg, n)
+	if err != nil {
+		t.Fatalf("Get after run --hold 3s: %v, want the lease kept", err)
+	}
+	want := 3*time.Second - time.Since(start)
+	if l.TTL < want-200*time.Millisecond || l.TTL > want+200*time.Millisecond {
+		t.Errorf("got remaining TTL %v, want about %v (grant + 3s)", l.TTL, want)
+	}
+	if r := lh(t, "run", n, "--redis", srv.URL(), "--", "true"); r.code != 75 {
+		t.Errorf("a run inside the hold period got exit %d, want 75", r.code)
+	}
+	// A command that runs past the hold is released at its end as usual.
+	r = lh(t, "run", n+".long", "--ttl", "1s", "--hold", "200ms", "--redis", srv.URL(), "--", "sleep", "0.5")
+	if _, err := client(t).Get(bg, n+".long"); r.code != 0 || !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("run past its hold: exit %d, Get %v; want 0 and released", r.code, err)
+	}
+}
+
+func TestRunSIGTERMWhileWaitingStopsWithoutRunning(t *testing.T) {
+	n := name(t)
+	dir := t.TempDir()
+	other, err := client(t).Acquire(bg, n, &lease.AcquireOptions{TTL: time.Minute, Holder: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startLH(t, "run", n, "--wait", "20s", "--redis", srv.URL(), "--", "sh", "-c", "echo ran > "+dir+"/ran")
+	time.Sleep(300 * time.Millisecond) // let it start waiting; a signal before that must work too
+	sent := time.Now()
+	syscall.Kill(s.pid, syscall.SIGTERM)
+	r := s.finish(t, 5*time.Second)
+	if r.code != 128+int(syscall.SIGTERM) {
+		t.Errorf("got exit %d, want %d (128+SIGTERM)", r.code, 128+int(syscall.SIGTERM))
+	}
+	if took := time.Since(sent); took > time.Second {
+		t.Errorf("run took %v to stop waiting after SIGTERM, want well under 1s", took)
+	}
+	if exists(dir + "/ran") {
+		t.Error("the command ran after SIGTERM during the wait")
+	}
+	if l, err := client(t).Verify(bg, n, lease.Proof{Token: other.Token}); err != nil || l.Holder != "other" {
+		t.Errorf("the other holder's lease: %v, %v; want untouched", l, err)
+	}
+}
+
+func TestRunForwardsSIGTERMToTheCommandAndReleases(t *testing.T) {
+	n := name(t)
+	dir := t.TempDir()
+	s := startLH(t, "run", n, "--redis", srv.URL(), "--", "sh", "-c",
+		`trap 'echo term > `+dir+`/got; exit 7' TERM; echo up > `+dir+`/up; while :; do sleep 0.05; done`)
+	waitFile(t, dir+"/up", 5*time.Second)
+	syscall.Kill(s.pid, syscall.SIGTERM)
+	r := s.finish(t, 5*time.Second)
+	if r.code != 7 {
+		t.Errorf("got exit %d (%s), want the command's 7 after its SIGTERM trap", r.code, r.stderr)
+	}
+	if got := waitFile(t, dir+"/got", time.Second); got != "term\n" {
+		t.Errorf("command got %q, want SIGTERM", got)
+	}
+	if _, err := client(t).Get(bg, n); !errors.Is(err, lease.ErrNotFound) {
+		t.Errorf("Get after run: %v, want released", err)
+	}
+}
+
+func TestRunWaitGetsTheLeaseWhenReleased(t *testing.T) {
+	n := name(t)
+	other, err := client(t).Acquire(bg, n, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startLH(t, "run", n, "--wait", "10s", "--redis", srv.URL(), "--", "sh", "-c", "echo ran")
+	time.Sleep(200 * time.Millisecond)
+	if err := client(t).Release(bg, n, other.Token); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.finish(t, 5*time.Second); r.code != 0 || r.stdout != "ran\n" {
+		t.Errorf("got exit %d stdout %q, want 0 and the command run", r.code, r.stdout)
+	}
+}
+
+func TestRunRidesOutABriefRedisOutage(t *testing.T) {
+	own := redistest.Start(t)
+	n := name(t)
+	dir := t.TempDir()
+	s := startLH(t, "run", n, "--ttl", "2s", "--redis", own.URL(), "--", "sh", "-c",
+		`echo up > `+dir+`/up; sleep 3.5`)
+	waitFile(t, dir+"/up", 5*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	own.Pause() // Redis hangs for less than the TTL
+	time.Sleep(time.Second)
+	own.Resume()
+	if r := s.finish(t, 10*time.Second); r.code != 0 || strings.Contains(r.stderr, "lost") {
+		t.Errorf("got exit %d, stderr %q; want 0: a 1s outage of a 2s lease is ridden out", r.code, r.stderr)
+	}
+}
+
+func TestRunRedisGoneLosesTheLeaseAtItsExpiry(t *testing.T) {
+	own := redistest.Start(t)
+	n := name(t)
+	dir := t.TempDir()
+	const ttl = 1500 * time.Millisecond
+	s := startLH(t, "run", n, "--ttl", ttl.String(), "--kill-after", "1s", "--redis", own.URL(), "--", "sh", "-c",
+		`echo up > `+dir+`/up; while :; do sleep 0.05; done`)
+	waitFile(t, dir+"/up", 5*time.Second)
+	killed := time.Now()
+	own.Kill()
+	r := s.finish(t, 10*time.Second)
+	took := time.Since(killed)
+	if r.code != 76 || !strings.Contains(r.stderr, "renewals failed until the lease expired") {
+		t.Errorf("got exit %d, stderr %q; want 76 saying renewals failed until expiry", r.code, r.stderr)
+	}
+	if took < ttl/3 || took > ttl+time.Second {
+		t.Errorf("run ended %v after Redis died, want after the lease could expire and within ttl + 1s", took)
+	}
+}

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/redistest"
+)
+
+// buildServeBinary builds the real binary once per test.
+func buildServeBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "leasehold")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// serveProc is a running `leasehold serve`.
+type serveProc struct {
+	cmd  *exec.Cmd
+	url  string
+	logs chan string // stderr lines
+	done chan error
+}
+
+var serveURLPattern = regexp.MustCompile(`url=(https?://\S+)`)
+
+func startServe(t *testing.T, bin string, env []string, args ...string) *serveProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &serveProc{cmd: cmd, logs: make(chan string, 1000), done: make(chan error, 1)}
+	urlCh := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			if m := serveURLPattern.FindStringSubmatch(line); m != nil {
+				select {
+				case urlCh <- m[1]:
+				default:
+				}
+			}
+			select {
+			case p.logs <- line:
+			default:
+			}
+		}
+		close(p.logs)
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	select {
+	case p.url = <-urlCh:
+	case <-time.After(20 * time.Second):
+		t.Fatal("leasehold serve did not log its URL within 20s")
+	}
+	return p
+}
+
+func (p *serveProc) stop(t *testing.T) (code int, logs string) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case err = <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("leasehold serve did not exit within 20s of SIGTERM")
+	}
+	var b strings.Builder
+	for l := range p.logs {
+		b.WriteString(l + "\n")
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), b.String()
+	}
+	return 0, b.String()
+}
+
+func servePost(t *testing.T, url string) (int, map[string]any, http.Header) {
+	t.Helper()
+	res, err := http.Post(url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("POST %s: body %q is not JSON", url, b)
+	}
+	return res.StatusCode, v, res.Header
+}
+
+func TestServeBinaryOnRedisAndEmbedded(t *testing.T) {
+	bin := buildServeBinary(t)
+	rs := redistest.Start(t)
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		args     []string
+		wantWarn string
+	}{
+		{"redis flag", nil, []string{"--redis=" + rs.URL(), "--max-ttl", "1h"}, ""},
+		{"redis env", []string{"LEASEHOLD_REDIS=" + rs.URL(), "LEASEHOLD_KEY_PREFIX=envtest:"}, nil, ""},
+		{"embedded", nil, nil, "EMBEDDED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startServe(t, bin, tc.env, tc.args...)
+			name := strings.ReplaceAll(t.Name(), "/", ".")
+			name = strings.ReplaceAll(name, " ", "_")
+			st, g, _ := servePost(t, p.url+"/v1/leases/"+name+"/acquire?ttl=30s&holder=a")
+			if st != 200 || g["token"] == "" {
+				t.Fatalf("acquire: got %d %v", st, g)
+			}
+			st, h, hdr := servePost(t, p.url+"/v1/leases/"+name+"/acquire")
+			if st != 409 || h["error"] != "lease_held" || hdr.Get("Retry-After") != "30" {
+				t.Errorf("second acquire: got %d %v Retry-After %q, want 409 lease_held Retry-After 30", st, h, hdr.Get("Retry-After"))
+			}
+			st, r, _ := servePost(t, p.url+"/v1/leases/"+name+"/release?token="+g["token"].(string))
+			if st != 200 || r["released"] != true {
+				t.Errorf("release: got %d %v", st, r)
+			}
+			code, logs := p.stop(t)
+			if code != 0 {
+				t.Errorf("exit code after SIGTERM: got %d, want 0\n%s", code, logs)
+			}
+			if !strings.Contains(logs, "stopped") {
+				t.Errorf("logs: want a clean stop, got\n%s", logs)
+			}
+			if tc.wantWarn != "" && !strings.Contains(logs, tc.wantWarn) {
+				t.Errorf("logs: want %q, got\n%s", tc.wantWarn, logs)
+			}
+			if strings.Contains(logs, g["token"].(string)) {
+				t.Errorf("logs contain the token")
+			}
+		})
+	}
+	n, err := rs.Client(t).Exists(context.Background(), "envtest:{TestServeBinaryOnRedisAndEmbedded.redis_env}:fence").Result()
+	if err != nil || n != 1 {
+		t.Errorf("LEASEHOLD_KEY_PREFIX: got %d keys envtest:{...}:fence (%v), want 1", n, err)
+	}
+}
+
+func TestServeShutdownAnswersWaitersAndRejectsBadConfig(t *testing.T) {
+	bin := buildServeBinary(t)
+	rs := redistest.Start(t)
+	p := startServe(t, bin, nil, "--redis", rs.URL())
+	st, _, _ := servePost(t, p.url+"/v1/leases/w/acquire?ttl=1m")
+	if st != 200 {
+		t.Fatalf("acquire: got %d", st)
+	}
+	type answer struct {
+		st   int
+		body map[string]any
+	}
+	got := make(chan answer, 1)
+	go func() {
+		res, err := http.Post(p.url+"/v1/leases/w/acquire?wait=1m", "", nil)
+		if err != nil {
+			got <- answer{st: -1}
+			return
+		}
+		defer res.Body.Close()
+		var v map[string]any
+		json.NewDecoder(res.Body).Decode(&v)
+		got <- answer{res.StatusCode, v}
+	}()
+	// Wait until the waiter is in, by the server's own gauge.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Get(p.url + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if strings.Contains(string(b), "leasehold_waiting_acquires 1") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the waiting acquire never arrived")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	code, logs := p.stop(t)
+	a := <-got
+	if a.st != 503 || a.body["error"] != "shutting_down" {
+		t.Errorf("waiting acquire at shutdown: got %d %v, want 503 shutting_down", a.st, a.body)
+	}
+	if code != 0 || time.Since(start) > 5*time.Second {
+		t.Errorf("got exit %d after %v, want 0 promptly\n%s", code, time.Since(start), logs)
+	}
+
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "auth")
+	os.WriteFile(bad, []byte("# tokens\nci-runner-4f9c2a7e1b write jobs:\nnot a valid line at all\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--auth-file", bad}, "line 3"},
+		{[]string{"--redis", rs.URL(), "--redis-cluster", "a:1"}, "give one of"},
+		{[]string{"--tls-cert", "x"}, "--tls-key"},
+		{[]string{"--redis-sentinel", "a:1"}, "--sentinel-master"},
+		{[]string{"--redis", "http://nope"}, "--redis"},
+	} {
+		out, err := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, tc.args...)...).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitUsage || !strings.Contains(string(out), tc.want) {
+			t.Errorf("serve %v: got %v\n%s\nwant exit %d mentioning %q", tc.args, err, out, exitUsage, tc.want)
+		}
+	}
+}
+
+func TestServeWarnsOnPublicListenWithoutAuth(t *testing.T) {
+	bin := buildServeBinary(t)
+	cmd := exec.Command(bin, "serve", "--listen", "0.0.0.0:0")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	sc := bufio.NewScanner(stderr)
+	found := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "WITHOUT AUTH") {
+			found = true
+		}
+		if strings.Contains(sc.Text(), "leasehold serving") {
+			break
+		}
+	}
+	if !found {
+		t.Errorf("want a warning for 0.0.0.0 without auth")
+	}
+}
+
+// TestServeOnEveryBackend runs one acquire, conflict and release through the
+// binary on Redis Cluster, Sentinel and Redlock, all real redis-servers.
+func TestServeOnEveryBackend(t *testing.T) {
+	bin := buildServeBinary(t)
+	cluster := redistest.StartCluster(t, 3)
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "lh-serve")
+	r1, r2, r3 := redistest.Start(t), redistest.Start(t), redistest.Start(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"cluster", []string{"--redis-cluster", strings.Join(cluster.Addrs(), ",")}},
+		{"sentinel", []string{"--redis-sentinel", sentinel.Addr(), "--sentinel-master", "lh-serve"}},
+		{"redlock", []string{"--redlock", r1.URL() + "," + r2.URL() + "," + r3.URL()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startServe(t, bin, nil, tc.args...)
+			name := "every-backend-" + tc.name
+			st, g, _ := servePost(t, p.url+"/v1/leases/"+name+"/acquire?ttl=30s&holder=a")
+			if st != 200 {
+				t.Fatalf("acquire: got %d %v", st, g)
+			}
+			st, h, hdr := servePost(t, p.url+"/v1/leases/"+name+"/acquire")
+			if st != 409 || h["error"] != "lease_held" || hdr.Get("Retry-After") == "" {
+				t.Errorf("second acquire: got %d %v", st, h)
+			}
+			res, err := http.Get(p.url + "/readyz")
+			if err != nil || res.StatusCode != 200 {
+				t.Errorf("readyz: got %v %v, want 200", res, err)
+			}
+			if res != nil {
+				res.Body.Close()
+			}
+			st, r, _ := servePost(t, p.url+"/v1/leases/"+name+"/release?token="+g["token"].(string))
+			if st != 200 || r["released"] != true {
+				t.Errorf("release: got %d %v", st, r)
+			}
+			if code, logs := p.stop(t); code != 0 {
+				t.Errorf("exit %d\n%s", code, logs)
+			}
+		})
+	}
+}
+
+func TestServeStartsWithRedisDownAndReadyzTells(t *testing.T) {
+	bin := buildServeBinary(t)
+	rs := redistest.Start(t)
+	url := rs.URL()
+	rs.Kill()
+	p := startServe(t, bin, nil, "--redis", url, "--redis-timeout", "200ms")
+	get := func(path string) int {
+		res, err := http.Get(p.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if got := get("/healthz"); got != 200 {
+		t.Errorf("healthz: got %d, want 200", got)
+	}
+	if got := get("/readyz"); got != 503 {
+		t.Errorf("readyz with Redis down: got %d, want 503", got)
+	}
+	if err := rs.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for get("/readyz") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("readyz did not turn 200 within 10s of Redis coming up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	code, logs := p.stop(t)
+	if code != 0 || !strings.Contains(logs, "redis does not answer at start") {
+		t.Errorf("got exit %d, want 0 and a warning at start:\n%s", code, logs)
+	}
+}

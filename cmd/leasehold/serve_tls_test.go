@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/httpapi"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// serveSelfSigned writes a certificate and key for 127.0.0.1 into dir.
+func serveSelfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "leasehold test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestServeTLSWithAuthFile(t *testing.T) {
+	bin := buildServeBinary(t)
+	dir := t.TempDir()
+	certFile, keyFile, pool := serveSelfSigned(t, dir)
+	authFile := filepath.Join(dir, "auth")
+	os.WriteFile(authFile, []byte("tls-test-token-0123456789 write *\n"), 0o600)
+	p := startServe(t, bin, []string{"LEASEHOLD_AUTH_FILE=" + authFile},
+		"--tls-cert", certFile, "--tls-key="+keyFile)
+	if !strings.HasPrefix(p.url, "https://") {
+		t.Fatalf("got URL %s, want https", p.url)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	ctx := context.Background()
+	c := httpapi.NewClient(p.url, &httpapi.ClientOptions{HTTPClient: hc, Token: "tls-test-token-0123456789"})
+	l, err := c.Acquire(ctx, "tls-test", &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatalf("Acquire over TLS with a token: %v", err)
+	}
+	if err := c.Release(ctx, "tls-test", l.Token); err != nil {
+		t.Errorf("Release: %v", err)
+	}
+	anon := httpapi.NewClient(p.url, &httpapi.ClientOptions{HTTPClient: hc})
+	if _, err := anon.Get(ctx, "tls-test"); !serveIsUnauthorized(err) {
+		t.Errorf("Get without a token: got %v, want ErrUnauthorized", err)
+	}
+	if code, logs := p.stop(t); code != 0 || strings.Contains(logs, "tls-test-token") {
+		t.Errorf("got exit %d, want 0 and no token in the logs:\n%s", code, logs)
+	}
+}
+
+func serveIsUnauthorized(err error) bool {
+	var ae *httpapi.AuthError
+	return err != nil && errors.As(err, &ae) && ae.Status == 401
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/lease"
+)
+
+// startServe starts `leasehold serve` on Redis srv and a free port, stopped
+// when the test ends, and returns its URL.
+func startServerURL(t *testing.T, args ...string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	s := startLH(t, append([]string{"serve", "--redis", srv.URL(), "--listen", addr}, args...)...)
+	t.Cleanup(func() {
+		syscall.Kill(s.pid, syscall.SIGTERM)
+		s.finish(t, 10*time.Second)
+	})
+	url := "http://" + addr
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return url
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leasehold serve not ready within 10s: %v; stderr %q", err, s.errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestClientCommandsOverTheServer(t *testing.T) {
+	url := startServerURL(t)
+	n := name(t)
+	r := lh(t, "acquire", n, "--ttl", "5s", "--holder", "web-1", "--server", url)
+	token := strings.TrimSpace(r.stdout)
+	if r.code != 0 || lease.ValidateToken(token) != nil {
+		t.Fatalf("acquire: exit %d stdout %q (%s); want the token alone", r.code, r.stdout, r.stderr)
+	}
+	if r := lh(t, "acquire", "--server", url, n); r.code != 75 || !strings.Contains(r.stderr, `held by "web-1"`) {
+		t.Errorf("acquire held: exit %d stderr %q; want 75 naming the holder", r.code, r.stderr)
+	}
+	r = lh(t, "get", n, "--json", "--server", url)
+	var got leaseJSON
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &got) != nil || got.Holder != "web-1" || got.Token != "" {
+		t.Errorf("get --json: exit %d stdout %q; want holder web-1 and no token", r.code, r.stdout)
+	}
+	if r := lh(t, "renew", n, "--token", token, "--ttl", "9s", "--server", url); r.code != 0 || !strings.Contains(r.stderr, "ttl 9s") {
+		t.Errorf("renew: exit %d stderr %q; want 0, ttl 9s", r.code, r.stderr)
+	}
+	if r := lh(t, "list", "--prefix", n, "--server", url); r.code != 0 || !strings.Contains(r.stdout, n) {
+		t.Errorf("list: exit %d stdout %q; want %s", r.code, r.stdout, n)
+	}
+	if r := lh(t, "release", n, "--token", token, "--server", url); r.code != 0 {
+		t.Errorf("release: exit %d (%s)", r.code, r.stderr)
+	}
+	if r := lh(t, "release", n, "--token", token, "--server", url); r.code != 1 {
+		t.Errorf("release again: exit %d (%s), want 1 (not found)", r.code, r.stderr)
+	}
+	// LEASEHOLD_SERVER is the default server.
+	cmd := command("get", n)
+	cmd.Env = append(cmd.Env, "LEASEHOLD_SERVER="+url)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Run(); cmd.ProcessState.ExitCode() != 1 || !strings.Contains(errb.String(), "not found") {
+		t.Errorf("get via LEASEHOLD_SERVER: %v %q; want exit 1 not found", err, errb.String())
+	}
+	if r := lh(t, "get", n, "--server", "http://127.0.0.1:1"); r.code != 69 {
+		t.Errorf("get from a server that is not there: exit %d, want 69", r.code)
+	}
+}
+
+func TestRunOverTheServer(t *testing.T) {
+	url := startServerURL(t)
+	n := name(t)
+	r := lh(t, "run", n, "--ttl", "1s", "--server", url, "--", "sh", "-c", `sleep 2.5; echo "$LEASE_FENCE"`)
+	if r.code != 0 || strings.TrimSpace(r.stdout) == "" {
+		t.Fatalf("run of 2.5s on a 1s lease: exit %d stdout %q (%s); want 0 and the fence", r.code, r.stdout, r.stderr)
+	}
+	dir := t.TempDir()
+	s := startLH(t, "run", n, "--ttl", "1s", "--kill-after", "500ms", "--server", url, "--",
+		"sh", "-c", `echo $$ > `+dir+`/pid; while :; do sleep 0.05; done`)
+	waitFile(t, dir+"/pid", 5*time.Second)
+	stolen := time.Now()
+	rdb(t).Del(bg, "leasehold:{"+n+"}")
+	r = s.finish(t, 5*time.Second)
+	if r.code != 76 || time.Since(stolen) > 1500*time.Millisecond+500*time.Millisecond {
+		t.Errorf("run with a stolen lease: exit %d after %v; want 76 within ttl + kill-after", r.code, time.Since(stolen))
+	}
+}
+
+func TestAuthErrorsExit77(t *testing.T) {
+	authFile := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(authFile, []byte("jobs-writer-4f9c2a7e1b write jobs:\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := startServerURL(t, "--auth-file", authFile)
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   string
+		code  int
+		wantE string
+	}{
+		{"no token", []string{"acquire", "jobs:a"}, "", 77, "unauthorized"},
+		{"wrong token", []string{"acquire", "jobs:a", "--auth-token", "nope-nope-nope"}, "", 77, "unauthorized"},
+		{"out of scope", []string{"acquire", "other:a", "--auth-token", "jobs-writer-4f9c2a7e1b"}, "", 77, "forbidden"},
+		{"flag", []string{"acquire", "jobs:b", "--auth-token", "jobs-writer-4f9c2a7e1b"}, "", 0, ""},
+		{"LEASEHOLD_TOKEN", []string{"acquire", "jobs:c"}, "LEASEHOLD_TOKEN=jobs-writer-4f9c2a7e1b", 0, ""},
+		{"run out of scope", []string{"run", "other:b", "--auth-token", "jobs-writer-4f9c2a7e1b", "--server", url, "--", "true"}, "", 77, "forbidden"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if args[0] != "run" {
+				args = append(args, "--server", url)
+			}
+			cmd := command(args...)
+			if tc.env != "" {
+				cmd.Env = append(cmd.Env, tc.env)
+			}
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			cmd.Run()
+			if code := cmd.ProcessState.ExitCode(); code != tc.code {
+				t.Errorf("got exit %d (%s), want %d", code, errb.String(), tc.code)
+			}
+			if !strings.Contains(strings.ToLower(errb.String()), tc.wantE) {
+				t.Errorf("got stderr %q, want %q", errb.String(), tc.wantE)
+			}
+			if tc.code == 0 && lease.ValidateToken(strings.TrimSpace(out.String())) != nil {
+				t.Errorf("got stdout %q, want a token", out.String())
+			}
+		})
+	}
+}

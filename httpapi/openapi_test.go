@@ -1,0 +1,176 @@
+package httpapi_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/leasehold/leasehold/httpapi"
+	"github.com/leasehold/leasehold/internal/redistest"
+)
+
+// spec is the served OpenAPI document, loaded and checked, with a router.
+type spec struct {
+	doc    *openapi3.T
+	router routers.Router
+}
+
+func loadSpec(t *testing.T) *spec {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromData(httpapi.OpenAPI)
+	if err != nil {
+		t.Fatalf("load openapi.json: %v", err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("openapi.json is not a valid OpenAPI 3 document: %v", err)
+	}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &spec{doc: doc, router: router}
+}
+
+// check validates a real answer against the document: the operation's
+// declared status, headers and body schema; for a path that is no route
+// (404) or a wrong method (405), the Error schema.
+func (s *spec) check(t *testing.T, req *http.Request, r *resp) {
+	t.Helper()
+	route, params, err := s.router.FindRoute(req)
+	if err != nil {
+		if !errors.Is(err, routers.ErrPathNotFound) && !errors.Is(err, routers.ErrMethodNotAllowed) {
+			t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+		}
+		if r.status != 404 && r.status != 405 {
+			t.Errorf("%s %s is no route in openapi.json but answered %d", req.Method, req.URL.Path, r.status)
+		}
+		if err := s.doc.Components.Schemas["Error"].Value.VisitJSON(anyJSON(t, r.body)); err != nil {
+			t.Errorf("%s %s: the %d body %s does not match Error: %v", req.Method, req.URL.Path, r.status, r.body, err)
+		}
+		return
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+		Status:                 r.status,
+		Header:                 r.header,
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true},
+	}
+	in.SetBodyBytes(r.body)
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Errorf("%s %s: the %d answer %s does not match openapi.json: %v", req.Method, req.URL, r.status, clipName(string(r.body)), err)
+	}
+}
+
+func TestOpenAPIMatchesEveryRouteAndError(t *testing.T) {
+	s := loadSpec(t)
+	e := newEnv(t, nil)
+	a := newEnv(t, &envOptions{auth: authFile()})
+	name := uniq(t)
+	base := "/v1/leases/" + name
+	codes := map[string]bool{}
+	routes := map[string]bool{}
+
+	type call struct {
+		env                *env
+		method, path, body string
+		headers            []string
+		status             int
+		code               string
+	}
+	var tok, fence string
+	run := func(c call) *resp {
+		t.Helper()
+		req, err := http.NewRequest(c.method, c.env.ts.URL+c.path, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range c.headers {
+			k, v, _ := strings.Cut(h, ": ")
+			req.Header.Set(k, v)
+		}
+		r := doReq(t, req)
+		if r.status != c.status || c.code != "" && r.str("error") != c.code {
+			t.Errorf("%s %s: got %d %s, want %d %s", c.method, c.path, r.status, r.body, c.status, c.code)
+		}
+		s.check(t, req, r)
+		codes[r.str("error")] = true
+		if rt, _, err := s.router.FindRoute(req); err == nil {
+			routes[rt.Method+" "+rt.Path] = true
+		}
+		return r
+	}
+	g := run(call{env: e, method: "POST", path: base + "/acquire?ttl=20s&holder=h", status: 200})
+	tok, fence = g.str("token"), strconv.FormatInt(g.num("fence"), 10)
+	for _, c := range []call{
+		{env: e, method: "POST", path: base + "/acquire", body: `{"holder":"x"}`, status: 409, code: "lease_held"},
+		{env: e, method: "POST", path: base + "/acquire?wait=100ms", status: 409, code: "lease_held"},
+		{env: e, method: "POST", path: base + "/acquire?ttl=5", status: 400, code: "invalid_ttl"},
+		{env: e, method: "POST", path: "/v1/leases/a%20b/acquire", status: 400, code: "invalid_name"},
+		{env: e, method: "POST", path: base + "/acquire?token=bad", status: 400, code: "invalid_token"},
+		{env: e, method: "POST", path: base + "/acquire?what=1", status: 400, code: "invalid_request"},
+		{env: e, method: "POST", path: base + "/acquire", body: `{"metadata":"` + strings.Repeat("m", 70000) + `"}`, status: 413, code: "payload_too_large"},
+		{env: e, method: "POST", path: base + "/renew", body: `{"token":"` + tok + `","ttl":"30s"}`, status: 200},
+		{env: e, method: "POST", path: base + "/renew?token=someone-elses-token-000", status: 409, code: "not_holder"},
+		{env: e, method: "POST", path: base + "/renew?token=" + tok + "&ttl=1", status: 400, code: "invalid_ttl"},
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-none/renew?token=" + tok, status: 404, code: "not_found"},
+		{env: e, method: "POST", path: base + "/verify?fence=" + fence, status: 200},
+		{env: e, method: "POST", path: base + "/verify", body: `{"fence":1}`, status: 409, code: "not_holder"},
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-none/verify?token=" + tok, status: 404, code: "not_found"},
+		{env: e, method: "POST", path: base + "/verify", status: 400, code: "invalid_request"},
+		{env: e, method: "GET", path: base, status: 200},
+		{env: e, method: "GET", path: base + "-none", status: 404, code: "not_found"},
+		{env: e, method: "GET", path: "/v1/leases/" + strings.Repeat("n", 300), status: 400, code: "invalid_name"},
+		{env: e, method: "GET", path: "/v1/leases?prefix=" + name + "&limit=5", status: 200},
+		{env: e, method: "GET", path: "/v1/leases?limit=0", status: 400, code: "invalid_request"},
+		{env: e, method: "POST", path: base + "/release?token=someone-elses-token-000", status: 409, code: "not_holder"},
+		{env: e, method: "POST", path: base + "/release", body: `{"token":"` + tok + `"}`, status: 200},
+		{env: e, method: "POST", path: base + "/release?token=" + tok, status: 404, code: "not_found"},
+		{env: e, method: "POST", path: base + "/release", status: 400, code: "invalid_token"},
+		{env: e, method: "GET", path: "/healthz", status: 200},
+		{env: e, method: "GET", path: "/readyz", status: 200},
+		{env: e, method: "GET", path: "/metrics", status: 200},
+		{env: e, method: "GET", path: "/v1/openapi.json", status: 200},
+		{env: e, method: "GET", path: "/v2/nothing", status: 404, code: "not_found"},
+		{env: e, method: "GET", path: base + "/acquire", status: 405, code: "method_not_allowed"},
+		{env: e, method: "PUT", path: "/healthz", status: 405, code: "method_not_allowed"},
+		{env: a, method: "POST", path: "/v1/leases/jobs:x/acquire", status: 401, code: "unauthorized"},
+		{env: a, method: "GET", path: "/v1/leases", headers: []string{"Authorization: Bearer " + writerToken}, status: 403, code: "forbidden"},
+		{env: a, method: "POST", path: "/v1/leases/other/release?token=" + tok, headers: []string{"Authorization: Bearer " + writerToken}, status: 403, code: "forbidden"},
+	} {
+		run(c)
+	}
+
+	// 503 backend_unavailable: a paused Redis.
+	rs := redistest.Start(t)
+	p := newEnv(t, &envOptions{redis: rs, redisTimeout: 200 * time.Millisecond})
+	rs.Pause()
+	run(call{env: p, method: "POST", path: base + "/acquire", status: 503, code: "backend_unavailable"})
+	run(call{env: p, method: "GET", path: "/readyz", status: 503, code: "backend_unavailable"})
+	rs.Resume()
+
+	// 503 shutting_down: a wait after Stop.
+	e.srv.Stop()
+	run(call{env: e, method: "POST", path: base + "/acquire?wait=1s", status: 503, code: "shutting_down"})
+
+	for _, c := range []string{"invalid_name", "invalid_ttl", "invalid_token", "invalid_request", "unauthorized", "forbidden",
+		"not_found", "method_not_allowed", "lease_held", "not_holder", "payload_too_large", "backend_unavailable", "shutting_down"} {
+		if !codes[c] {
+			t.Errorf("error code %s was not exercised", c)
+		}
+	}
+	for path, item := range s.doc.Paths.Map() {
+		for method := range item.Operations() {
+			if !routes[method+" "+path] {
+				t.Errorf("%s %s of openapi.json was not exercised", method, path)
+			}
+		}
+	}
+}
