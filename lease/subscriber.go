@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -232,7 +233,8 @@ func (c *psconn) unsubscribeIdle(t *topic) {
 // has waiters; their heads then retry once, as releases may have been missed.
 func (c *psconn) run() {
 	defer close(c.done)
-	delay := 50 * time.Millisecond
+	retry := backoff.NewExponentialBackOff()
+	retry.InitialInterval, retry.MaxInterval = 50*time.Millisecond, 2*time.Second
 	for {
 		began := time.Now()
 		err := c.serve()
@@ -240,7 +242,7 @@ func (c *psconn) run() {
 			return
 		}
 		if time.Since(began) > time.Minute {
-			delay = 50 * time.Millisecond // it had been healthy: this is a new outage
+			retry.Reset() // it had been healthy: this is a new outage
 		}
 		c.s.mu.Lock()
 		for _, t := range c.topics {
@@ -267,10 +269,9 @@ func (c *psconn) run() {
 		if stop {
 			return
 		}
-		if !c.sleep(delay) {
+		if !c.sleep(retry.NextBackOff()) {
 			return
 		}
-		delay = min(2*delay, 2*time.Second)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 )
 
 // testHookAttempted, when set by a test, runs after every attempt of a
@@ -39,8 +41,10 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 	nap := time.NewTimer(time.Hour)
 	defer nap.Stop()
 
-	var last error
-	backoff := 20 * time.Millisecond
+	var (
+		last  error
+		retry *backoff.ExponentialBackOff // after failed attempts; made on the first
+	)
 	for {
 		attempt, until, retries, closed := w.turn(time.Now())
 		if closed {
@@ -56,7 +60,10 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 			case errors.As(err, &held):
 				// PTTL counts whole milliseconds: never retry sooner than 1ms.
 				w.done(retries, held.Fence, time.Now().Add(max(held.TTL, time.Millisecond)))
-				last, backoff = err, 20*time.Millisecond
+				last = err
+				if retry != nil {
+					retry.Reset()
+				}
 			case ctx.Err() != nil:
 				if ownToken {
 					c.abandon(name, o.Token, err)
@@ -68,8 +75,12 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 			default:
 				// Redis failed: try again after a growing pause, or when the
 				// subscription comes back (a reconnect wakes the head).
-				w.backoff(retries, time.Now().Add(backoff))
-				last, backoff = err, min(2*backoff, time.Second)
+				if retry == nil {
+					retry = backoff.NewExponentialBackOff()
+					retry.InitialInterval, retry.MaxInterval = 20*time.Millisecond, time.Second
+				}
+				w.backoff(retries, time.Now().Add(retry.NextBackOff()))
+				last = err
 			}
 			continue
 		}
