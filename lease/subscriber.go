@@ -174,14 +174,6 @@ func (w *waiter) done(retries int, fence int64, expiry time.Time) {
 	t.retried = max(t.retried, retries)
 }
 
-// backoff records a failed attempt: the head tries again at retryAt.
-func (w *waiter) backoff(retries int, retryAt time.Time) {
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	w.t.known, w.t.expiry = true, retryAt
-	w.t.retried = max(w.t.retried, retries)
-}
-
 // leave takes w out of its queue. The next waiter becomes head and is told;
 // whatever w learned stays with the topic. When the queue is empty the
 // channel is unsubscribed, and the connection closed when it was the last.
@@ -252,6 +244,7 @@ func (c *psconn) run() {
 			}
 			t.state = subscribing
 			t.failed = true
+			t.retries++ // the head attempts now: Redis may be gone, or releases missed
 			t.pokeHead()
 		}
 		if len(c.topics) == 0 && !c.stop {
