@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -173,14 +174,6 @@ func (w *waiter) done(retries int, fence int64, expiry time.Time) {
 	t.retried = max(t.retried, retries)
 }
 
-// backoff records a failed attempt: the head tries again at retryAt.
-func (w *waiter) backoff(retries int, retryAt time.Time) {
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	w.t.known, w.t.expiry = true, retryAt
-	w.t.retried = max(w.t.retried, retries)
-}
-
 // leave takes w out of its queue. The next waiter becomes head and is told;
 // whatever w learned stays with the topic. When the queue is empty the
 // channel is unsubscribed, and the connection closed when it was the last.
@@ -232,7 +225,8 @@ func (c *psconn) unsubscribeIdle(t *topic) {
 // has waiters; their heads then retry once, as releases may have been missed.
 func (c *psconn) run() {
 	defer close(c.done)
-	delay := 50 * time.Millisecond
+	retry := backoff.NewExponentialBackOff()
+	retry.InitialInterval, retry.MaxInterval = 50*time.Millisecond, 2*time.Second
 	for {
 		began := time.Now()
 		err := c.serve()
@@ -240,7 +234,7 @@ func (c *psconn) run() {
 			return
 		}
 		if time.Since(began) > time.Minute {
-			delay = 50 * time.Millisecond // it had been healthy: this is a new outage
+			retry.Reset() // it had been healthy: this is a new outage
 		}
 		c.s.mu.Lock()
 		for _, t := range c.topics {
@@ -250,6 +244,7 @@ func (c *psconn) run() {
 			}
 			t.state = subscribing
 			t.failed = true
+			t.retries++ // the head attempts now: Redis may be gone, or releases missed
 			t.pokeHead()
 		}
 		if len(c.topics) == 0 && !c.stop {
@@ -267,10 +262,9 @@ func (c *psconn) run() {
 		if stop {
 			return
 		}
-		if !c.sleep(delay) {
+		if !c.sleep(retry.NextBackOff()) {
 			return
 		}
-		delay = min(2*delay, 2*time.Second)
 	}
 }
 

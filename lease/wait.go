@@ -25,8 +25,11 @@ var testHookAttempted func(name string, err error)
 // the front.
 //
 // When o.Wait ends without a grant the error is the *HeldError of the last
-// attempt (or its *BackendError). When ctx ends first the error wraps
-// ctx.Err(). The context's deadline does not by itself make Acquire wait.
+// attempt. When ctx ends first the error wraps ctx.Err(). The context's
+// deadline does not by itself make Acquire wait. When Redis fails (an
+// attempt answers a *BackendError) the wait ends at once with that error; a
+// failed subscription connection makes the head attempt at once, so a Redis
+// that is down or hung ends the wait within about two health intervals.
 func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
 	w, err := c.sub.join(c.channel(name))
 	if err != nil {
@@ -39,8 +42,7 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 	nap := time.NewTimer(time.Hour)
 	defer nap.Stop()
 
-	var last error
-	backoff := 20 * time.Millisecond
+	var last error // the *HeldError of the last attempt
 	for {
 		attempt, until, retries, closed := w.turn(time.Now())
 		if closed {
@@ -56,7 +58,7 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 			case errors.As(err, &held):
 				// PTTL counts whole milliseconds: never retry sooner than 1ms.
 				w.done(retries, held.Fence, time.Now().Add(max(held.TTL, time.Millisecond)))
-				last, backoff = err, 20*time.Millisecond
+				last = err
 			case ctx.Err() != nil:
 				if ownToken {
 					c.abandon(name, o.Token, err)
@@ -66,10 +68,9 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 				}
 				return nil, err
 			default:
-				// Redis failed: try again after a growing pause, or when the
-				// subscription comes back (a reconnect wakes the head).
-				w.backoff(retries, time.Now().Add(backoff))
-				last, backoff = err, min(2*backoff, time.Second)
+				// Redis failed (or answered an error): like an Acquire that
+				// does not wait, say so now rather than at the end of the wait.
+				return nil, err
 			}
 			continue
 		}
