@@ -3,7 +3,9 @@ package lease_test
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/leasehold/leasehold/internal/redistest"
@@ -40,8 +42,11 @@ func newClient(t testing.TB, opts *lease.Options) (*lease.Client, *redis.Client)
 	return lease.New(rdb, opts), rdb
 }
 
-// uniq turns a test name into a valid, unique lease name.
+// runs counts uniq's calls, so a test run again (-count=N) gets new names.
+var runs atomic.Int64
+
+// uniq turns a test name into a valid lease name, unique to this call.
 func uniq(t testing.TB) string {
 	r := strings.NewReplacer("/", ".", " ", "_", "#", "-")
-	return r.Replace(t.Name())
+	return r.Replace(t.Name()) + "." + strconv.FormatInt(runs.Add(1), 10)
 }

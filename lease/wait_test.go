@@ -29,13 +29,9 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-var runs atomic.Int64
-
 // fresh is a lease name unique to this test and run (so -count works on the
 // shared server).
-func fresh(t *testing.T) string {
-	return fmt.Sprintf("%s.%d.%d", uniq(t), time.Now().UnixNano()%1e6, runs.Add(1))
-}
+func fresh(t *testing.T) string { return uniq(t) }
 
 // countAttempts counts the attempts of waiting Acquires on name, and
 // returns the count and a function that reads it.
