@@ -29,9 +29,6 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// fresh is a lease name unique to this test and run (so -count works on the
-// shared server).
-func fresh(t *testing.T) string { return uniq(t) }
 
 // countAttempts counts the attempts of waiting Acquires on name, and
 // returns the count and a function that reads it.
@@ -76,7 +73,7 @@ func acquireAsync(c *lease.Client, ctx context.Context, name string, o *lease.Ac
 func TestWaitIsWokenByRelease(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, rdb := newClient(t, nil)
-	name := fresh(t)
+	name := uniq(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +110,7 @@ func TestWaitIsWokenByRelease(t *testing.T) {
 // before it goes to sleep, must still wake it.
 func TestWaitMissesNoReleaseAfterTheFirstAttempt(t *testing.T) {
 	c, _ := newClient(t, nil)
-	name := fresh(t)
+	name := uniq(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +140,7 @@ func TestWaitMissesNoReleaseAfterTheFirstAttempt(t *testing.T) {
 // through one (each holder's TTL is a minute, each wait 10s).
 func TestWaitMissesNoReleaseRacing(t *testing.T) {
 	c, _ := newClient(t, nil)
-	base := fresh(t)
+	base := uniq(t)
 	for i := range 100 {
 		name := fmt.Sprintf("%s.%d", base, i)
 		holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
@@ -167,7 +164,7 @@ func TestWaitMissesNoReleaseRacing(t *testing.T) {
 // out: its second attempt, timed by the TTL the first one was answered.
 func TestWaitTakesOverAtExpiry(t *testing.T) {
 	c, _ := newClient(t, nil)
-	name := fresh(t)
+	name := uniq(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: 400 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +191,7 @@ func TestWaitTakesOverAtExpiry(t *testing.T) {
 
 func TestWaitEndsWithTheLastHeldError(t *testing.T) {
 	c, _ := newClient(t, nil)
-	name := fresh(t)
+	name := uniq(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Holder: "a"})
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +219,7 @@ func TestWaitEndsWithTheLastHeldError(t *testing.T) {
 func TestWaitGivingUpLeavesNothing(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, rdb := newClient(t, nil)
-	name := fresh(t)
+	name := uniq(t)
 	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +273,7 @@ func TestWaitGivingUpLeavesNothing(t *testing.T) {
 // Waiters of one Client are granted the lease in the order they came.
 func TestWaitServesArrivalOrder(t *testing.T) {
 	c, _ := newClient(t, nil)
-	name := fresh(t)
+	name := uniq(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -325,7 +322,7 @@ func TestWaitNoHerd(t *testing.T) {
 	if err := c.LoadScripts(ctx); err != nil { // no NOSCRIPT round trips to count
 		t.Fatal(err)
 	}
-	name := fresh(t)
+	name := uniq(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -377,7 +374,7 @@ func evalshaCalls(t *testing.T, rdb *redis.Client) int64 {
 func TestWaitAcrossClients(t *testing.T) {
 	c1, _ := newClient(t, nil)
 	c2, _ := newClient(t, nil)
-	name := fresh(t)
+	name := uniq(t)
 	holder, err := c1.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -424,7 +421,7 @@ func TestWaitRedisRestartEndsTheWaitPromptly(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
 	c := lease.New(rdb, nil)
-	name := fresh(t)
+	name := uniq(t)
 	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +453,7 @@ func TestWaitOnPausedRedisFailsFast(t *testing.T) {
 	defer rdb.Close()
 	c := lease.New(rdb, nil)
 	defer c.Close() // its connection goroutine must end before SetHealthEvery is undone
-	name := fresh(t)
+	name := uniq(t)
 	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +475,7 @@ func TestWaitOnPausedRedisFailsFast(t *testing.T) {
 func TestCloseEndsWaits(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, rdb := newClient(t, nil)
-	name := fresh(t)
+	name := uniq(t)
 	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +510,7 @@ func TestWaitCluster(t *testing.T) {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}})
 	defer cc.Close()
 	c := lease.New(cc, nil)
-	name := fresh(t)
+	name := uniq(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -553,7 +550,7 @@ func TestWaitOnEmbeddedStore(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: store.Addr()})
 	defer rdb.Close()
 	c := lease.New(rdb, nil)
-	name := fresh(t)
+	name := uniq(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -584,7 +581,7 @@ func TestWaitOnEmbeddedStore(t *testing.T) {
 func TestWaitOrderHoldsWhenRacingAnotherClient(t *testing.T) {
 	c1, _ := newClient(t, nil)
 	c2, _ := newClient(t, nil)
-	name := fresh(t)
+	name := uniq(t)
 	holder, err := c1.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -641,7 +638,7 @@ func TestWaitOrderHoldsWhenRacingAnotherClient(t *testing.T) {
 // left to wait for the holder's TTL (a minute).
 func TestWaitGivingUpHeadPassesTheWakeUpOn(t *testing.T) {
 	c, _ := newClient(t, nil)
-	base := fresh(t)
+	base := uniq(t)
 	for i := range 30 {
 		name := fmt.Sprintf("%s.%d", base, i)
 		holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
