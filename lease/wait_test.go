@@ -29,7 +29,6 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-
 // countAttempts counts the attempts of waiting Acquires on name, and
 // returns the count and a function that reads it.
 func countAttempts(t *testing.T, name string, also func(err error)) func() int64 {
