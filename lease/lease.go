@@ -368,18 +368,8 @@ func (c *Client) Get(ctx context.Context, name string) (*Lease, error) {
 // name, for a downstream service that keeps no fence record of its own. It
 // answers the lease, or *NotHolderError, or *NotFoundError.
 func (c *Client) Verify(ctx context.Context, name string, proof Proof) (*Lease, error) {
-	if err := ValidateName(name); err != nil {
+	if err := checkVerify(name, proof); err != nil {
 		return nil, err
-	}
-	switch {
-	case proof.Token != "" && proof.Fence != 0:
-		return nil, invalid(CodeInvalidRequest, "give a fence or a token to verify, not both")
-	case proof.Token != "":
-		if err := ValidateToken(proof.Token); err != nil {
-			return nil, err
-		}
-	case proof.Fence <= 0:
-		return nil, invalid(CodeInvalidRequest, "give a fence (a positive integer) or a token to verify")
 	}
 	l, match, err := c.inspect(ctx, name, proof.Token)
 	if err != nil {
@@ -389,6 +379,23 @@ func (c *Client) Verify(ctx context.Context, name string, proof Proof) (*Lease, 
 		return nil, &NotHolderError{Name: name, Holder: l.Holder, Fence: l.Fence, TTL: l.TTL}
 	}
 	return l, nil
+}
+
+// checkVerify validates the input of Verify: a name and exactly one of a
+// positive fence and a well-formed token.
+func checkVerify(name string, proof Proof) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	switch {
+	case proof.Token != "" && proof.Fence != 0:
+		return invalid(CodeInvalidRequest, "give a fence or a token to verify, not both")
+	case proof.Token != "":
+		return ValidateToken(proof.Token)
+	case proof.Fence <= 0:
+		return invalid(CodeInvalidRequest, "give a fence (a positive integer) or a token to verify")
+	}
+	return nil
 }
 
 func (c *Client) inspect(ctx context.Context, name, token string) (*Lease, bool, error) {

@@ -332,18 +332,8 @@ func (r *Redlock) Get(ctx context.Context, name string) (*Lease, error) {
 
 // Verify checks a fence or token against the grant a quorum agrees on.
 func (r *Redlock) Verify(ctx context.Context, name string, proof Proof) (*Lease, error) {
-	if err := ValidateName(name); err != nil {
+	if err := checkVerify(name, proof); err != nil {
 		return nil, err
-	}
-	switch {
-	case proof.Token != "" && proof.Fence != 0:
-		return nil, invalid(CodeInvalidRequest, "give a fence or a token to verify, not both")
-	case proof.Token != "":
-		if err := ValidateToken(proof.Token); err != nil {
-			return nil, err
-		}
-	case proof.Fence <= 0:
-		return nil, invalid(CodeInvalidRequest, "give a fence (a positive integer) or a token to verify")
 	}
 	l, matches, err := r.inspect(ctx, name, proof.Token)
 	if err != nil {

@@ -67,6 +67,11 @@ func TestRedlockLifecycle(t *testing.T) {
 	if _, err := r.Verify(ctx, "job", lease.Proof{Fence: l.Fence - 1}); !errors.Is(err, lease.ErrNotHolder) {
 		t.Errorf("Verify old fence: got %v, want ErrNotHolder", err)
 	}
+	for _, bad := range []lease.Proof{{}, {Fence: l.Fence, Token: l.Token}, {Token: "short"}} {
+		if _, err := r.Verify(ctx, "job", bad); !errors.Is(err, lease.ErrInvalid) {
+			t.Errorf("Verify(%+v): got %v, want ErrInvalid", bad, err)
+		}
+	}
 	if _, err := r.Renew(ctx, "job", l.Token, 9*time.Second); err != nil {
 		t.Errorf("Renew: %v", err)
 	}
