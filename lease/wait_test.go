@@ -69,9 +69,13 @@ func acquireAsync(c *lease.Client, ctx context.Context, name string, o *lease.Ac
 	return ch
 }
 
-func TestWaitIsWokenByRelease(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	c, rdb := newClient(t, nil)
+// wokenByRelease is the heart of every "a release wakes the waiter" test: a
+// lease held for a minute, one waiter that makes its first attempt, then
+// whileWaiting (to inspect the subscription), then the release. The waiter
+// must be granted a higher fence at once, after exactly two attempts: not by
+// the holder's expiry, not by polling.
+func wokenByRelease(t *testing.T, c *lease.Client, whileWaiting func(name string)) {
+	t.Helper()
 	name := uniq(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
@@ -80,9 +84,7 @@ func TestWaitIsWokenByRelease(t *testing.T) {
 	attempts := countAttempts(t, name, nil)
 	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
 	eventually(t, 5*time.Second, "the waiter made no first attempt", func() bool { return attempts() == 1 })
-	if n := numsub(t, rdb, "leasehold:{"+name+"}:released"); n != 1 {
-		t.Fatalf("got %d subscribers of the release channel while waiting, want 1", n)
-	}
+	whileWaiting(name)
 	if err := c.Release(ctx, name, holder.Token); err != nil {
 		t.Fatal(err)
 	}
@@ -100,8 +102,20 @@ func TestWaitIsWokenByRelease(t *testing.T) {
 	if n := attempts(); n != 2 {
 		t.Errorf("got %d attempts, want 2: the first, and one after the release", n)
 	}
+}
+
+func TestWaitIsWokenByRelease(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	c, rdb := newClient(t, nil)
+	var channel string
+	wokenByRelease(t, c, func(name string) {
+		channel = "leasehold:{" + name + "}:released"
+		if n := numsub(t, rdb, channel); n != 1 {
+			t.Fatalf("got %d subscribers of the release channel while waiting, want 1", n)
+		}
+	})
 	eventually(t, 5*time.Second, "the release channel still has subscribers", func() bool {
-		return numsub(t, rdb, "leasehold:{"+name+"}:released") == 0
+		return numsub(t, rdb, channel) == 0
 	})
 }
 
@@ -509,32 +523,12 @@ func TestWaitCluster(t *testing.T) {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}})
 	defer cc.Close()
 	c := lease.New(cc, nil)
-	name := uniq(t)
-	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	attempts := countAttempts(t, name, nil)
-	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
-	eventually(t, 5*time.Second, "no first attempt", func() bool { return attempts() == 1 })
-	ch := "leasehold:{" + name + "}:released"
-	if m, err := plain.PubSubShardNumSub(ctx, ch).Result(); err != nil || m[ch] != 1 {
-		t.Fatalf("got PUBSUB SHARDNUMSUB %v (%v), want 1 shard subscriber", m, err)
-	}
-	if err := c.Release(ctx, name, holder.Token); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r := <-got:
-		if r.err != nil {
-			t.Fatalf("got %v, want a grant", r.err)
+	wokenByRelease(t, c, func(name string) {
+		ch := "leasehold:{" + name + "}:released"
+		if m, err := plain.PubSubShardNumSub(ctx, ch).Result(); err != nil || m[ch] != 1 {
+			t.Fatalf("got PUBSUB SHARDNUMSUB %v (%v), want 1 shard subscriber", m, err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("not granted within 10s of the release")
-	}
-	if n := attempts(); n != 2 {
-		t.Errorf("got %d attempts, want 2", n)
-	}
+	})
 }
 
 // The embedded store (miniredis) runs the same scripts: its PUBLISH from the
@@ -549,29 +543,9 @@ func TestWaitOnEmbeddedStore(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: store.Addr()})
 	defer rdb.Close()
 	c := lease.New(rdb, nil)
-	name := uniq(t)
-	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	attempts := countAttempts(t, name, nil)
-	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
-	eventually(t, 5*time.Second, "no first attempt", func() bool { return attempts() == 1 })
-	time.Sleep(300 * time.Millisecond) // several health intervals: a failed PING would show as extra attempts
-	if err := c.Release(ctx, name, holder.Token); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r := <-got:
-		if r.err != nil {
-			t.Fatalf("got %v, want a grant", r.err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("not granted within 10s of the release")
-	}
-	if n := attempts(); n != 2 {
-		t.Errorf("got %d attempts, want 2 (woken by the release, not by expiry or reconnects)", n)
-	}
+	wokenByRelease(t, c, func(string) {
+		time.Sleep(300 * time.Millisecond) // several health intervals: a failed PING would show as extra attempts
+	})
 	eventually(t, 5*time.Second, "the client still has a pub/sub connection", func() bool { return c.Conns() == 0 })
 }
 
