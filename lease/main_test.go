@@ -47,6 +47,6 @@ var runs atomic.Int64
 
 // uniq turns a test name into a valid lease name, unique to this call.
 func uniq(t testing.TB) string {
-	r := strings.NewReplacer("/", ".", " ", "_", "#", "-")
+	r := strings.NewReplacer("/", ".", " ", "_", "#", "-", "=", "")
 	return r.Replace(t.Name()) + "." + strconv.FormatInt(runs.Add(1), 10)
 }
