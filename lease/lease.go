@@ -42,13 +42,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Scripts, compiled once. redis.Script runs EVALSHA and falls back to EVAL
-// on NOSCRIPT, so a restart, failover or SCRIPT FLUSH heals itself.
+// Scripts, compiled once. They run with EVALSHA and fall back to EVAL on
+// NOSCRIPT, so a restart, failover or SCRIPT FLUSH heals itself.
 var (
-	acquireScript = redis.NewScript(lua.Acquire)
-	renewScript   = redis.NewScript(lua.Renew)
-	releaseScript = redis.NewScript(lua.Release)
-	inspectScript = redis.NewScript(lua.Inspect)
+	acquireScript = newScript(lua.Acquire, 2)
+	renewScript   = newScript(lua.Renew, 1)
+	releaseScript = newScript(lua.Release, 1)
+	inspectScript = newScript(lua.Inspect, 1)
 )
 
 // Lease is one grant of a name. Token is set only for the acquirer (Acquire
@@ -193,7 +193,7 @@ func (c *Client) MaxWait() time.Duration { return c.maxWait }
 // so the first calls need no EVAL. Calls work without it: a missing script is
 // loaded on demand.
 func (c *Client) LoadScripts(ctx context.Context) error {
-	for _, s := range []*redis.Script{acquireScript, renewScript, releaseScript, inspectScript, raiseScript} {
+	for _, s := range []*script{acquireScript, renewScript, releaseScript, inspectScript, raiseScript} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return c.backendErr("load scripts", false, err)
 		}
@@ -218,8 +218,22 @@ func (c *Client) Ping(ctx context.Context) error {
 
 func (c *Client) key(name string) string { return c.prefix + "{" + name + "}" }
 
+// fenceKey returns the keys of name's lease hash and fence counter, made in
+// one allocation: the hash's key is the counter's without its suffix.
+func (c *Client) fenceKey(name string) (key, fence string) {
+	fence = c.prefix + "{" + name + "}:fence"
+	return fence[:len(fence)-len(":fence")], fence
+}
+
 // Channel is the pub/sub channel on which the release of name is announced.
 func (c *Client) channel(name string) string { return c.prefix + "{" + name + "}:released" }
+
+// channelKey returns the key of name's lease hash and its release channel,
+// made in one allocation like fenceKey.
+func (c *Client) channelKey(name string) (key, channel string) {
+	channel = c.channel(name)
+	return channel[:len(channel)-len(":released")], channel
+}
 
 // Acquire takes the lease name. When another holder has it, the error is a
 // *HeldError with the remaining TTL (after waiting up to opts.Wait, if set).
@@ -271,8 +285,8 @@ func (c *Client) checkAcquire(name string, o *AcquireOptions) error {
 // tryAcquire runs the acquire script once.
 func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
 	ttl := o.TTL.Milliseconds()
-	res, err := acquireScript.Run(ctx, c.rdb, []string{c.key(name), c.key(name) + ":fence"},
-		o.Token, o.Holder, o.Metadata, ttl).Slice()
+	key, fence := c.fenceKey(name)
+	res, err := acquireScript.run(ctx, c.rdb, key, fence, o.Token, o.Holder, o.Metadata, ttl).Slice()
 	if err != nil {
 		return nil, c.backendErr("acquire", true, err)
 	}
@@ -305,7 +319,7 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 			return nil, err
 		}
 	}
-	res, err := renewScript.Run(ctx, c.rdb, []string{c.key(name)}, token, ttl.Milliseconds()).Slice()
+	res, err := renewScript.run(ctx, c.rdb, c.key(name), token, ttl.Milliseconds()).Slice()
 	if err != nil {
 		return nil, c.backendErr("renew", true, err)
 	}
@@ -338,7 +352,8 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 	if c.sharded {
 		spub = "1"
 	}
-	res, err := releaseScript.Run(ctx, c.rdb, []string{c.key(name)}, token, c.channel(name), spub).Slice()
+	key, channel := c.channelKey(name)
+	res, err := releaseScript.run(ctx, c.rdb, key, token, channel, spub).Slice()
 	if err != nil {
 		return c.backendErr("release", true, err)
 	}
@@ -399,7 +414,7 @@ func checkVerify(name string, proof Proof) error {
 }
 
 func (c *Client) inspect(ctx context.Context, name, token string) (*Lease, bool, error) {
-	res, err := inspectScript.Run(ctx, c.rdb, []string{c.key(name)}, token).Slice()
+	res, err := inspectScript.run(ctx, c.rdb, c.key(name), token).Slice()
 	if err != nil {
 		return nil, false, c.backendErr("get", false, err)
 	}
