@@ -225,15 +225,9 @@ func (c *Client) fenceKey(name string) (key, fence string) {
 	return fence[:len(fence)-len(":fence")], fence
 }
 
-// Channel is the pub/sub channel on which the release of name is announced.
-func (c *Client) channel(name string) string { return c.prefix + "{" + name + "}:released" }
-
-// channelKey returns the key of name's lease hash and its release channel,
-// made in one allocation like fenceKey.
-func (c *Client) channelKey(name string) (key, channel string) {
-	channel = c.channel(name)
-	return channel[:len(channel)-len(":released")], channel
-}
+// Channel is the pub/sub channel on which the release of name is announced:
+// the lease's key with ":released" (release.lua makes it the same way).
+func (c *Client) channel(name string) string { return c.key(name) + ":released" }
 
 // Acquire takes the lease name. When another holder has it, the error is a
 // *HeldError with the remaining TTL (after waiting up to opts.Wait, if set).
@@ -293,11 +287,10 @@ func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions)
 	r := reply(res)
 	switch r.str(0) {
 	case "granted":
-		now := r.int(3)
 		return &Lease{
 			Name: name, Holder: o.Holder, Token: o.Token, Fence: r.int(1),
-			TTL: time.Duration(ttl) * time.Millisecond, ExpiresAt: msTime(now + ttl), Metadata: o.Metadata,
-		}, r.err("acquire", 5)
+			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata,
+		}, r.err("acquire", 4)
 	case "held":
 		return nil, firstErr(r.err("acquire", 5), &HeldError{Name: name, Holder: r.str(1), Fence: r.int(2), TTL: msDur(r.int(3))})
 	}
@@ -348,19 +341,18 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 	if err := ValidateToken(token); err != nil {
 		return err
 	}
-	spub := "0"
+	announce := "p" // the script publishes on c.channel(name)
 	if c.sharded {
-		spub = "1"
+		announce = "s"
 	}
-	key, channel := c.channelKey(name)
-	res, err := releaseScript.run(ctx, c.rdb, key, token, channel, spub).Slice()
+	res, err := releaseScript.run(ctx, c.rdb, c.key(name), token, announce).Slice()
 	if err != nil {
 		return c.backendErr("release", true, err)
 	}
 	r := reply(res)
 	switch r.str(0) {
 	case "released":
-		return r.err("release", 2)
+		return r.err("release", 1)
 	case "not_holder":
 		return firstErr(r.err("release", 5), r.notHolder(name))
 	case "not_found":

@@ -32,7 +32,7 @@ func (s *script) run(ctx context.Context, rdb redis.UniversalClient, keysAndArgs
 	args[0], args[1], args[2] = "evalsha", s.sha, s.keys
 	args = append(args, keysAndArgs...)
 	cmd := s.process(ctx, rdb, args)
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+	if err := cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") { // HasErrorPrefix allocates
 		args[0], args[1] = "eval", s.src
 		cmd = s.process(ctx, rdb, args)
 	}

@@ -9,9 +9,9 @@
 -- ARGV[4]  ttl in milliseconds (an integer > 0, checked by the caller)
 --
 -- Replies
---   {"granted", fence, ttl_ms, now_ms, 0}  a new grant with a new fence
---   {"granted", fence, ttl_ms, now_ms, 1}  the caller's token already held it: same
---                                          fence, TTL/holder/metadata from this call
+--   {"granted", fence, now_ms, 0}  a new grant with a new fence, for ARGV[4] ms
+--   {"granted", fence, now_ms, 1}  the caller's token already held it: same fence,
+--                                  TTL/holder/metadata from this call
 --   {"held", holder, fence, pttl_ms, now_ms}  held by another; nothing changed
 --
 -- The fence is max(last fence + 1, Redis TIME in microseconds), so it keeps
@@ -27,7 +27,7 @@ if cur[1] then
   if cur[1] == ARGV[1] then
     redis.call('HSET', KEYS[1], 'h', ARGV[2], 'm', ARGV[3], 'l', ARGV[4])
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
-    return {'granted', tonumber(cur[3]), tonumber(ARGV[4]), now_ms, 1}
+    return {'granted', tonumber(cur[3]), now_ms, 1}
   end
   return {'held', cur[2], tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
 end
@@ -40,4 +40,4 @@ end
 redis.call('HSET', KEYS[1], 't', ARGV[1], 'h', ARGV[2], 'f', string.format('%.0f', fence),
   'm', ARGV[3], 'l', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {'granted', fence, tonumber(ARGV[4]), now_ms, 0}
+return {'granted', fence, now_ms, 0}

@@ -55,7 +55,7 @@ func TestAcquireBranches(t *testing.T) {
 
 	// Branch 1: absent -> new grant.
 	g := acquire(tokA, "a", "m1", 5000)
-	if want := []any{"granted", "<int>", int64(5000), "<int>", int64(0)}; !reflect.DeepEqual(shape(g, 1, 3), want) {
+	if want := []any{"granted", "<int>", "<int>", int64(0)}; !reflect.DeepEqual(shape(g, 1, 2), want) {
 		t.Fatalf("new grant: got %v, want %v", g, want)
 	}
 	f := g[1].(int64)
@@ -65,7 +65,7 @@ func TestAcquireBranches(t *testing.T) {
 
 	// Branch 2: same token -> idempotent re-grant, same fence, new TTL/holder/metadata.
 	g = acquire(tokA, "a2", "m2", 9000)
-	if want := []any{"granted", f, int64(9000), "<int>", int64(1)}; !reflect.DeepEqual(shape(g, 3), want) {
+	if want := []any{"granted", f, "<int>", int64(1)}; !reflect.DeepEqual(shape(g, 2), want) {
 		t.Fatalf("re-grant: got %v, want %v", g, want)
 	}
 	if h, _ := rdb.HGetAll(ctx, key).Result(); h["h"] != "a2" || h["m"] != "m2" || h["l"] != "9000" || h["t"] != tokA {
@@ -123,15 +123,15 @@ func TestRenewBranches(t *testing.T) {
 
 func TestReleaseBranches(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
-	release := func(tok, ch, sharded string) []any {
-		return run(t, rdb, lua.Release, []string{key}, tok, ch, sharded)
+	release := func(tok, announce string) []any {
+		return run(t, rdb, lua.Release, []string{key}, tok, announce)
 	}
 	grant := func() int64 {
 		return run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "", 5000)[1].(int64)
 	}
 
 	f := grant()
-	if r, want := release(tokB, chann, "0"), []any{"not_holder", "a", f, "<int>", "<int>"}; !reflect.DeepEqual(shape(r, 3, 4), want) {
+	if r, want := release(tokB, "p"), []any{"not_holder", "a", f, "<int>", "<int>"}; !reflect.DeepEqual(shape(r, 3, 4), want) {
 		t.Errorf("release by another token: got %v, want %v", r, want)
 	}
 	if n, _ := rdb.Exists(ctx, key).Result(); n != 1 {
@@ -139,12 +139,12 @@ func TestReleaseBranches(t *testing.T) {
 	}
 
 	for _, tt := range []struct {
-		name, channel, sharded string
-		subscribe              func() *redis.PubSub
+		name, announce string
+		subscribe      func() *redis.PubSub
 	}{
-		{"PUBLISH", chann, "0", func() *redis.PubSub { return rdb.Subscribe(ctx, chann) }},
-		{"SPUBLISH", chann, "1", func() *redis.PubSub { return rdb.SSubscribe(ctx, chann) }},
-		{"no announcement", "", "0", nil},
+		{"PUBLISH", "p", func() *redis.PubSub { return rdb.Subscribe(ctx, chann) }},
+		{"SPUBLISH", "s", func() *redis.PubSub { return rdb.SSubscribe(ctx, chann) }},
+		{"no announcement", "", nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := grant()
@@ -156,7 +156,7 @@ func TestReleaseBranches(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if r, want := release(tokA, tt.channel, tt.sharded), []any{"released", f}; !reflect.DeepEqual(r, want) {
+			if r, want := release(tokA, tt.announce), []any{"released"}; !reflect.DeepEqual(r, want) {
 				t.Fatalf("got %v, want %v", r, want)
 			}
 			if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
@@ -166,13 +166,13 @@ func TestReleaseBranches(t *testing.T) {
 				tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				defer cancel()
 				msg, err := sub.ReceiveMessage(tctx)
-				if err != nil || msg.Channel != chann {
-					t.Errorf("got %v (%v), want a message on %s", msg, err, chann)
+				if err != nil || msg.Channel != chann || msg.Payload != strconv.FormatInt(f, 10) {
+					t.Errorf("got %v (%v), want the fence %d on %s", msg, err, f, chann)
 				}
 			}
 		})
 	}
-	if r, want := release(tokA, chann, "0"), []any{"not_found"}; !reflect.DeepEqual(r, want) {
+	if r, want := release(tokA, "p"), []any{"not_found"}; !reflect.DeepEqual(r, want) {
 		t.Errorf("release of nothing: got %v, want %v", r, want)
 	}
 }
