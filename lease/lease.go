@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -138,6 +139,17 @@ type Options struct {
 	MaxTTL time.Duration
 	// MaxWait is the longest wait an Acquire may ask for. Default 5m.
 	MaxWait time.Duration
+	// AutoPipeline sends the scripts of concurrent calls through go-redis's
+	// autopipeliner (the Redis client's AsyncAutoPipeline, shared with its
+	// other users and running until the Redis client is closed), which
+	// batches them into fewer, fuller round trips. Default false: every
+	// call is a round trip of its own. It pays when many calls run at once
+	// (see BenchmarkCycle); a call made while no other is in flight goes
+	// straight to Redis as without it, and so do waiting's subscriptions,
+	// List, LoadScripts and Ping. A call whose context ends returns at once,
+	// but its script may still run. A Redis client that cannot autopipeline
+	// (a *redis.Ring) ignores it.
+	AutoPipeline bool
 }
 
 // DefaultMaxWait is the longest wait unless Options.MaxWait says otherwise.
@@ -151,6 +163,9 @@ type Client struct {
 	maxWait time.Duration
 	sharded bool        // Redis Cluster: announce with SPUBLISH
 	sub     *subscriber // waiters' shared subscription to releases
+	// ap is rdb's autopipeliner when Options.AutoPipeline is set, else nil.
+	ap       *redis.AutoPipeliner
+	inflight atomic.Int64 // calls running a script: with ap, a lone one skips it
 }
 
 // New returns a Client over rdb: a single Redis, Sentinel or Cluster client.
@@ -165,6 +180,11 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 		}
 		if opts.MaxWait > 0 {
 			c.maxWait = opts.MaxWait
+		}
+		if opts.AutoPipeline {
+			if ap, err := rdb.AsyncAutoPipeline(); err == nil {
+				c.ap = ap // closed with rdb, which is the caller's
+			}
 		}
 	}
 	_, c.sharded = rdb.(*redis.ClusterClient)
@@ -280,7 +300,7 @@ func (c *Client) checkAcquire(name string, o *AcquireOptions) error {
 func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
 	ttl := o.TTL.Milliseconds()
 	key, fence := c.fenceKey(name)
-	res, err := acquireScript.run(ctx, c.rdb, key, fence, o.Token, o.Holder, o.Metadata, ttl).Slice()
+	res, err := c.run(ctx, acquireScript, key, fence, o.Token, o.Holder, o.Metadata, ttl)
 	if err != nil {
 		return nil, c.backendErr("acquire", true, err)
 	}
@@ -312,7 +332,7 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 			return nil, err
 		}
 	}
-	res, err := renewScript.run(ctx, c.rdb, c.key(name), token, ttl.Milliseconds()).Slice()
+	res, err := c.run(ctx, renewScript, c.key(name), token, ttl.Milliseconds())
 	if err != nil {
 		return nil, c.backendErr("renew", true, err)
 	}
@@ -345,7 +365,7 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 	if c.sharded {
 		announce = "s"
 	}
-	res, err := releaseScript.run(ctx, c.rdb, c.key(name), token, announce).Slice()
+	res, err := c.run(ctx, releaseScript, c.key(name), token, announce)
 	if err != nil {
 		return c.backendErr("release", true, err)
 	}
@@ -406,7 +426,7 @@ func checkVerify(name string, proof Proof) error {
 }
 
 func (c *Client) inspect(ctx context.Context, name, token string) (*Lease, bool, error) {
-	res, err := inspectScript.run(ctx, c.rdb, c.key(name), token).Slice()
+	res, err := c.run(ctx, inspectScript, c.key(name), token)
 	if err != nil {
 		return nil, false, c.backendErr("get", false, err)
 	}

@@ -439,7 +439,7 @@ func (r *Redlock) List(ctx context.Context, opts *ListOptions) (*Page, error) {
 // raise lifts the grant of token to fence (see lua/raise.lua).
 func (c *Client) raise(ctx context.Context, name, token string, fence int64) error {
 	key, fenceKey := c.fenceKey(name)
-	res, err := raiseScript.run(ctx, c.rdb, key, fenceKey, token, strconv.FormatInt(fence, 10)).Slice()
+	res, err := c.run(ctx, raiseScript, key, fenceKey, token, strconv.FormatInt(fence, 10))
 	if err != nil {
 		return c.backendErr("raise", true, err)
 	}

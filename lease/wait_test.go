@@ -508,7 +508,7 @@ func TestWaitCluster(t *testing.T) {
 	})
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}})
 	defer cc.Close()
-	c := lease.New(cc, nil)
+	c := lease.New(cc, clientOptions(nil))
 	name := uniq(t)
 	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
