@@ -14,6 +14,10 @@
 --                                  TTL/holder/metadata from this call
 --   {"held", holder, fence, pttl_ms, now_ms}  held by another; nothing changed
 --
+-- The hash holds t (token), f (fence), l (TTL in ms), and h (holder) and m
+-- (metadata) only when they are not empty: a missing field reads as "", and
+-- a bare lease's hash fits a smaller allocation (see docs/engine.md).
+--
 -- The fence is max(last fence + 1, Redis TIME in microseconds), so it keeps
 -- increasing even after the counter key is lost (FLUSHALL, restart without
 -- persistence) as long as Redis's clock does not go back. Numbers pass through
@@ -22,14 +26,34 @@ local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local now_ms = math.floor(now_us / 1000)
 
+-- optional adds this call's holder and metadata to the HSET arguments set,
+-- and returns the fields to delete instead because they are empty.
+local function optional(set)
+  local del = {}
+  for _, f in ipairs({{'h', ARGV[2]}, {'m', ARGV[3]}}) do
+    if f[2] == '' then
+      del[#del + 1] = f[1]
+    else
+      set[#set + 1] = f[1]
+      set[#set + 1] = f[2]
+    end
+  end
+  return del
+end
+
 local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f')
 if cur[1] then
   if cur[1] == ARGV[1] then
-    redis.call('HSET', KEYS[1], 'h', ARGV[2], 'm', ARGV[3], 'l', ARGV[4])
+    local set = {'l', ARGV[4]}
+    local del = optional(set)
+    redis.call('HSET', KEYS[1], unpack(set))
+    if #del > 0 then
+      redis.call('HDEL', KEYS[1], unpack(del))
+    end
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
     return {'granted', tonumber(cur[3]), now_ms, 1}
   end
-  return {'held', cur[2], tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
+  return {'held', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
 end
 
 local fence = redis.call('INCR', KEYS[2])
@@ -37,7 +61,8 @@ if fence < now_us then
   fence = now_us
   redis.call('SET', KEYS[2], string.format('%.0f', fence))
 end
-redis.call('HSET', KEYS[1], 't', ARGV[1], 'h', ARGV[2], 'f', string.format('%.0f', fence),
-  'm', ARGV[3], 'l', ARGV[4])
+local set = {'t', ARGV[1], 'f', string.format('%.0f', fence), 'l', ARGV[4]}
+optional(set)
+redis.call('HSET', KEYS[1], unpack(set))
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {'granted', fence, now_ms, 0}

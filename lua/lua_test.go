@@ -3,6 +3,7 @@ package lua_test
 import (
 	"context"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -94,6 +95,54 @@ func TestAcquireBranches(t *testing.T) {
 	}
 	if s, _ := rdb.HGet(ctx, key, "f").Result(); s != "9007199254740001" {
 		t.Errorf("got stored fence %q, want exact digits", s)
+	}
+}
+
+// An empty holder or metadata is not stored, and every reply reads the
+// missing field as "": on a new grant, and on a re-grant that empties them.
+func TestEmptyHolderAndMetadataAreNotStored(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	fields := func() []string {
+		f, err := rdb.HKeys(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(f)
+		return f
+	}
+	f := run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "", "", 5000)[1].(int64)
+	if got, want := fields(), []string{"f", "l", "t"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("new grant without holder and metadata: got fields %v, want %v", got, want)
+	}
+	run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "m", 5000)
+	if got, want := fields(), []string{"f", "h", "l", "m", "t"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("re-grant with holder and metadata: got fields %v, want %v", got, want)
+	}
+	run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "", "", 5000)
+	if got, want := fields(), []string{"f", "l", "t"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("re-grant without holder and metadata: got fields %v, want %v", got, want)
+	}
+
+	for _, tt := range []struct {
+		name string
+		got  []any
+		want []any
+		kind []int
+	}{
+		{"held", run(t, rdb, lua.Acquire, []string{key, fence}, tokB, "b", "mb", 5000),
+			[]any{"held", "", f, "<int>", "<int>"}, []int{3, 4}},
+		{"renewed", run(t, rdb, lua.Renew, []string{key}, tokA, 0),
+			[]any{"renewed", f, int64(5000), "<int>", "", ""}, []int{3}},
+		{"renew not_holder", run(t, rdb, lua.Renew, []string{key}, tokB, 0),
+			[]any{"not_holder", "", f, "<int>", "<int>"}, []int{3, 4}},
+		{"release not_holder", run(t, rdb, lua.Release, []string{key}, tokB, "p"),
+			[]any{"not_holder", "", f, "<int>", "<int>"}, []int{3, 4}},
+		{"inspect", run(t, rdb, lua.Inspect, []string{key}, ""),
+			[]any{"held", "", f, "<int>", "<int>", "", int64(0)}, []int{3, 4}},
+	} {
+		if got := shape(tt.got, tt.kind...); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
 	}
 }
 

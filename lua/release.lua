@@ -7,6 +7,8 @@
 --          the channel KEYS[1]..":released" (PREFIX{NAME}:released): "p" with PUBLISH,
 --          "s" with SPUBLISH (Redis Cluster, sharded pub/sub), "" not at all
 --
+-- An empty holder is not stored (see acquire.lua): nil reads as "".
+--
 -- Replies
 --   {"released"}                                    deleted (and announced)
 --   {"not_holder", holder, fence, pttl_ms, now_ms}  another token holds it; nothing changed
@@ -18,7 +20,7 @@ end
 if cur[1] ~= ARGV[1] then
   local now = redis.call('TIME')
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  return {'not_holder', cur[2], tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
+  return {'not_holder', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
 end
 redis.call('DEL', KEYS[1])
 if ARGV[2] == 'p' then
