@@ -163,6 +163,9 @@ type Client struct {
 	maxWait time.Duration
 	sharded bool        // Redis Cluster: announce with SPUBLISH
 	sub     *subscriber // waiters' shared subscription to releases
+	// announce is release.lua's ARGV[2], boxed once: "s" (SPUBLISH) when
+	// sharded, else "p" (PUBLISH).
+	announce any
 	// ap is rdb's autopipeliner when Options.AutoPipeline is set, else nil.
 	ap       *redis.AutoPipeliner
 	inflight atomic.Int64 // calls running a script: with ap, a lone one skips it
@@ -188,6 +191,10 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 		}
 	}
 	_, c.sharded = rdb.(*redis.ClusterClient)
+	c.announce = "p"
+	if c.sharded {
+		c.announce = "s"
+	}
 	c.sub = newSubscriber(rdb, c.sharded)
 	return c
 }
@@ -361,11 +368,7 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 	if err := ValidateToken(token); err != nil {
 		return err
 	}
-	announce := "p" // the script publishes on c.channel(name)
-	if c.sharded {
-		announce = "s"
-	}
-	res, err := c.run(ctx, releaseScript, c.key(name), token, announce)
+	res, err := c.run(ctx, releaseScript, c.key(name), token, c.announce) // publishes on c.channel(name)
 	if err != nil {
 		return c.backendErr("release", true, err)
 	}
