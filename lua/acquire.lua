@@ -30,13 +30,17 @@ local now_ms = math.floor(now_us / 1000)
 -- and returns the fields to delete instead because they are empty.
 local function optional(set)
   local del = {}
-  for _, f in ipairs({{'h', ARGV[2]}, {'m', ARGV[3]}}) do
-    if f[2] == '' then
-      del[#del + 1] = f[1]
-    else
-      set[#set + 1] = f[1]
-      set[#set + 1] = f[2]
-    end
+  if ARGV[2] == '' then
+    del[#del + 1] = 'h'
+  else
+    set[#set + 1] = 'h'
+    set[#set + 1] = ARGV[2]
+  end
+  if ARGV[3] == '' then
+    del[#del + 1] = 'm'
+  else
+    set[#set + 1] = 'm'
+    set[#set + 1] = ARGV[3]
   end
   return del
 end
@@ -56,13 +60,24 @@ if cur[1] then
   return {'held', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
 end
 
-local fence = redis.call('INCR', KEYS[2])
-if fence < now_us then
-  fence = now_us
-  redis.call('SET', KEYS[2], string.format('%.0f', fence))
+-- One SET ... GET stores the clock floor and reads the last fence; only when
+-- the counter is ahead of the clock (a clock that went back, a Redlock raise)
+-- is it set again, to last + 1.
+local fence = now_us
+local digits = string.format('%.0f', fence)
+local last = redis.call('SET', KEYS[2], digits, 'GET')
+if last and tonumber(last) >= fence then
+  fence = tonumber(last) + 1
+  digits = string.format('%.0f', fence)
+  redis.call('SET', KEYS[2], digits)
 end
-local set = {'t', ARGV[1], 'f', string.format('%.0f', fence), 'l', ARGV[4]}
-optional(set)
-redis.call('HSET', KEYS[1], unpack(set))
+if ARGV[2] == '' and ARGV[3] == '' then
+  -- The common bare lease, without building tables.
+  redis.call('HSET', KEYS[1], 't', ARGV[1], 'f', digits, 'l', ARGV[4])
+else
+  local set = {'t', ARGV[1], 'f', digits, 'l', ARGV[4]}
+  optional(set)
+  redis.call('HSET', KEYS[1], unpack(set))
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {'granted', fence, now_ms, 0}

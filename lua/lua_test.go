@@ -63,6 +63,9 @@ func TestAcquireBranches(t *testing.T) {
 	if now := time.Now().UnixMicro(); f < now-int64(time.Minute/time.Microsecond) || f > now+int64(time.Minute/time.Microsecond) {
 		t.Errorf("got fence %d, want about Redis TIME in µs (%d)", f, now)
 	}
+	if s, _ := rdb.Get(ctx, fence).Result(); s != strconv.FormatInt(f, 10) {
+		t.Errorf("got counter %q after a grant by the clock, want the fence %d", s, f)
+	}
 
 	// Branch 2: same token -> idempotent re-grant, same fence, new TTL/holder/metadata.
 	g = acquire(tokA, "a2", "m2", 9000)
@@ -95,6 +98,17 @@ func TestAcquireBranches(t *testing.T) {
 	}
 	if s, _ := rdb.HGet(ctx, key, "f").Result(); s != "9007199254740001" {
 		t.Errorf("got stored fence %q, want exact digits", s)
+	}
+	if s, _ := rdb.Get(ctx, fence).Result(); s != "9007199254740001" {
+		t.Errorf("got counter %q, want the fence's exact digits", s)
+	}
+
+	// Fence: the clock when the counter is behind it.
+	rdb.Del(ctx, key)
+	rdb.Set(ctx, fence, "1000", 0)
+	g = acquire(tokB, "", "", 1000)
+	if f := g[1].(int64); f < time.Now().Add(-time.Minute).UnixMicro() {
+		t.Errorf("got fence %d with the counter at 1000, want Redis TIME in µs", f)
 	}
 }
 
