@@ -17,7 +17,7 @@ import (
 func TestCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	rdb := cl.Client(t)
-	c := lease.New(rdb, nil)
+	c := lease.New(rdb, clientOptions(nil))
 	if err := c.LoadScripts(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,14 @@ func SetHealthEvery(d time.Duration) (restore func()) {
 	return func() { healthEvery = old }
 }
 
+// PipelineLoneCalls sends every script through the autopipeliner of a
+// Client made with Options.AutoPipeline, also when no other call is in
+// flight, until restore is called. Tests that use it must not run in parallel.
+func PipelineLoneCalls() (restore func()) {
+	pipelineLoneCalls = true
+	return func() { pipelineLoneCalls = false }
+}
+
 // Waiters is how many Acquire calls of c wait for name.
 func (c *Client) Waiters(name string) int {
 	s := c.sub

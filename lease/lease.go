@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,13 +43,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Scripts, compiled once. redis.Script runs EVALSHA and falls back to EVAL
-// on NOSCRIPT, so a restart, failover or SCRIPT FLUSH heals itself.
+// Scripts, compiled once. They run with EVALSHA and fall back to EVAL on
+// NOSCRIPT, so a restart, failover or SCRIPT FLUSH heals itself.
 var (
-	acquireScript = redis.NewScript(lua.Acquire)
-	renewScript   = redis.NewScript(lua.Renew)
-	releaseScript = redis.NewScript(lua.Release)
-	inspectScript = redis.NewScript(lua.Inspect)
+	acquireScript = newScript(lua.Acquire, 2)
+	renewScript   = newScript(lua.Renew, 1)
+	releaseScript = newScript(lua.Release, 1)
+	inspectScript = newScript(lua.Inspect, 1)
 )
 
 // Lease is one grant of a name. Token is set only for the acquirer (Acquire
@@ -138,6 +139,17 @@ type Options struct {
 	MaxTTL time.Duration
 	// MaxWait is the longest wait an Acquire may ask for. Default 5m.
 	MaxWait time.Duration
+	// AutoPipeline sends the scripts of concurrent calls through go-redis's
+	// autopipeliner (the Redis client's AsyncAutoPipeline, shared with its
+	// other users and running until the Redis client is closed), which
+	// batches them into fewer, fuller round trips. Default false: every
+	// call is a round trip of its own. It pays when many calls run at once
+	// (see BenchmarkCycle); a call made while no other is in flight goes
+	// straight to Redis as without it, and so do waiting's subscriptions,
+	// List, LoadScripts and Ping. A call whose context ends returns at once,
+	// but its script may still run. A Redis client that cannot autopipeline
+	// (a *redis.Ring) ignores it.
+	AutoPipeline bool
 }
 
 // DefaultMaxWait is the longest wait unless Options.MaxWait says otherwise.
@@ -151,6 +163,12 @@ type Client struct {
 	maxWait time.Duration
 	sharded bool        // Redis Cluster: announce with SPUBLISH
 	sub     *subscriber // waiters' shared subscription to releases
+	// announce is release.lua's ARGV[2], boxed once: "s" (SPUBLISH) when
+	// sharded, else "p" (PUBLISH).
+	announce any
+	// ap is rdb's autopipeliner when Options.AutoPipeline is set, else nil.
+	ap       *redis.AutoPipeliner
+	inflight atomic.Int64 // calls running a script: with ap, a lone one skips it
 }
 
 // New returns a Client over rdb: a single Redis, Sentinel or Cluster client.
@@ -166,8 +184,17 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 		if opts.MaxWait > 0 {
 			c.maxWait = opts.MaxWait
 		}
+		if opts.AutoPipeline {
+			if ap, err := rdb.AsyncAutoPipeline(); err == nil {
+				c.ap = ap // closed with rdb, which is the caller's
+			}
+		}
 	}
 	_, c.sharded = rdb.(*redis.ClusterClient)
+	c.announce = "p"
+	if c.sharded {
+		c.announce = "s"
+	}
 	c.sub = newSubscriber(rdb, c.sharded)
 	return c
 }
@@ -193,7 +220,7 @@ func (c *Client) MaxWait() time.Duration { return c.maxWait }
 // so the first calls need no EVAL. Calls work without it: a missing script is
 // loaded on demand.
 func (c *Client) LoadScripts(ctx context.Context) error {
-	for _, s := range []*redis.Script{acquireScript, renewScript, releaseScript, inspectScript, raiseScript} {
+	for _, s := range []*script{acquireScript, renewScript, releaseScript, inspectScript, raiseScript} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return c.backendErr("load scripts", false, err)
 		}
@@ -218,8 +245,16 @@ func (c *Client) Ping(ctx context.Context) error {
 
 func (c *Client) key(name string) string { return c.prefix + "{" + name + "}" }
 
-// Channel is the pub/sub channel on which the release of name is announced.
-func (c *Client) channel(name string) string { return c.prefix + "{" + name + "}:released" }
+// fenceKey returns the keys of name's lease hash and fence counter, made in
+// one allocation: the hash's key is the counter's without its suffix.
+func (c *Client) fenceKey(name string) (key, fence string) {
+	fence = c.prefix + "{" + name + "}:fence"
+	return fence[:len(fence)-len(":fence")], fence
+}
+
+// Channel is the pub/sub channel on which the release of name is announced:
+// the lease's key with ":released" (release.lua makes it the same way).
+func (c *Client) channel(name string) string { return c.key(name) + ":released" }
 
 // Acquire takes the lease name. When another holder has it, the error is a
 // *HeldError with the remaining TTL (after waiting up to opts.Wait, if set).
@@ -271,19 +306,18 @@ func (c *Client) checkAcquire(name string, o *AcquireOptions) error {
 // tryAcquire runs the acquire script once.
 func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
 	ttl := o.TTL.Milliseconds()
-	res, err := acquireScript.Run(ctx, c.rdb, []string{c.key(name), c.key(name) + ":fence"},
-		o.Token, o.Holder, o.Metadata, ttl).Slice()
+	key, fence := c.fenceKey(name)
+	res, err := c.run(ctx, acquireScript, key, fence, o.Token, o.Holder, o.Metadata, ttl)
 	if err != nil {
 		return nil, c.backendErr("acquire", true, err)
 	}
 	r := reply(res)
 	switch r.str(0) {
 	case "granted":
-		now := r.int(3)
 		return &Lease{
 			Name: name, Holder: o.Holder, Token: o.Token, Fence: r.int(1),
-			TTL: time.Duration(ttl) * time.Millisecond, ExpiresAt: msTime(now + ttl), Metadata: o.Metadata,
-		}, r.err("acquire", 5)
+			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata,
+		}, r.err("acquire", 4)
 	case "held":
 		return nil, firstErr(r.err("acquire", 5), &HeldError{Name: name, Holder: r.str(1), Fence: r.int(2), TTL: msDur(r.int(3))})
 	}
@@ -305,7 +339,7 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 			return nil, err
 		}
 	}
-	res, err := renewScript.Run(ctx, c.rdb, []string{c.key(name)}, token, ttl.Milliseconds()).Slice()
+	res, err := c.run(ctx, renewScript, c.key(name), token, ttl.Milliseconds())
 	if err != nil {
 		return nil, c.backendErr("renew", true, err)
 	}
@@ -334,18 +368,14 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 	if err := ValidateToken(token); err != nil {
 		return err
 	}
-	spub := "0"
-	if c.sharded {
-		spub = "1"
-	}
-	res, err := releaseScript.Run(ctx, c.rdb, []string{c.key(name)}, token, c.channel(name), spub).Slice()
+	res, err := c.run(ctx, releaseScript, c.key(name), token, c.announce) // publishes on c.channel(name)
 	if err != nil {
 		return c.backendErr("release", true, err)
 	}
 	r := reply(res)
 	switch r.str(0) {
 	case "released":
-		return r.err("release", 2)
+		return r.err("release", 1)
 	case "not_holder":
 		return firstErr(r.err("release", 5), r.notHolder(name))
 	case "not_found":
@@ -399,7 +429,7 @@ func checkVerify(name string, proof Proof) error {
 }
 
 func (c *Client) inspect(ctx context.Context, name, token string) (*Lease, bool, error) {
-	res, err := inspectScript.Run(ctx, c.rdb, []string{c.key(name)}, token).Slice()
+	res, err := c.run(ctx, inspectScript, c.key(name), token)
 	if err != nil {
 		return nil, false, c.backendErr("get", false, err)
 	}

@@ -34,12 +34,29 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// autoPipeline makes clientOptions turn Options.AutoPipeline on, while
+// TestAutoPipeline runs.
+var autoPipeline bool
+
+// clientOptions returns opts, with AutoPipeline while TestAutoPipeline runs.
+func clientOptions(opts *lease.Options) *lease.Options {
+	if !autoPipeline {
+		return opts
+	}
+	var o lease.Options
+	if opts != nil {
+		o = *opts
+	}
+	o.AutoPipeline = true
+	return &o
+}
+
 // newClient returns a Client on the shared server and a go-redis client to
 // look at the keys directly.
 func newClient(t testing.TB, opts *lease.Options) (*lease.Client, *redis.Client) {
 	rdb := redis.NewClient(&redis.Options{Addr: backendAddr})
 	t.Cleanup(func() { rdb.Close() })
-	return lease.New(rdb, opts), rdb
+	return lease.New(rdb, clientOptions(opts)), rdb
 }
 
 // runs counts uniq's calls, so a test run again (-count=N) gets new names.
@@ -47,6 +64,6 @@ var runs atomic.Int64
 
 // uniq turns a test name into a valid lease name, unique to this call.
 func uniq(t testing.TB) string {
-	r := strings.NewReplacer("/", ".", " ", "_", "#", "-")
+	r := strings.NewReplacer("/", ".", " ", "_", "#", "-", "=", "")
 	return r.Replace(t.Name()) + "." + strconv.FormatInt(runs.Add(1), 10)
 }

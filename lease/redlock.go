@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-var raiseScript = redis.NewScript(lua.Raise)
+var raiseScript = newScript(lua.Raise, 2)
 
 // Redlock takes leases on a quorum of independent Redis masters (the Redlock
 // algorithm): a grant needs a majority of the masters, each running the same
@@ -438,8 +438,8 @@ func (r *Redlock) List(ctx context.Context, opts *ListOptions) (*Page, error) {
 
 // raise lifts the grant of token to fence (see lua/raise.lua).
 func (c *Client) raise(ctx context.Context, name, token string, fence int64) error {
-	res, err := raiseScript.Run(ctx, c.rdb, []string{c.key(name), c.key(name) + ":fence"},
-		token, strconv.FormatInt(fence, 10)).Slice()
+	key, fenceKey := c.fenceKey(name)
+	res, err := c.run(ctx, raiseScript, key, fenceKey, token, strconv.FormatInt(fence, 10))
 	if err != nil {
 		return c.backendErr("raise", true, err)
 	}

@@ -522,7 +522,7 @@ func TestWaitCluster(t *testing.T) {
 	})
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}})
 	defer cc.Close()
-	c := lease.New(cc, nil)
+	c := lease.New(cc, clientOptions(nil))
 	wokenByRelease(t, c, func(name string) {
 		ch := "leasehold:{" + name + "}:released"
 		if m, err := plain.PubSubShardNumSub(ctx, ch).Result(); err != nil || m[ch] != 1 {

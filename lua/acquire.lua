@@ -9,10 +9,14 @@
 -- ARGV[4]  ttl in milliseconds (an integer > 0, checked by the caller)
 --
 -- Replies
---   {"granted", fence, ttl_ms, now_ms, 0}  a new grant with a new fence
---   {"granted", fence, ttl_ms, now_ms, 1}  the caller's token already held it: same
---                                          fence, TTL/holder/metadata from this call
+--   {"granted", fence, now_ms, 0}  a new grant with a new fence, for ARGV[4] ms
+--   {"granted", fence, now_ms, 1}  the caller's token already held it: same fence,
+--                                  TTL/holder/metadata from this call
 --   {"held", holder, fence, pttl_ms, now_ms}  held by another; nothing changed
+--
+-- The hash holds t (token), f (fence), l (TTL in ms), and h (holder) and m
+-- (metadata) only when they are not empty: a missing field reads as "", and
+-- a bare lease's hash fits a smaller allocation (see docs/engine.md).
 --
 -- The fence is max(last fence + 1, Redis TIME in microseconds), so it keeps
 -- increasing even after the counter key is lost (FLUSHALL, restart without
@@ -22,22 +26,58 @@ local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local now_ms = math.floor(now_us / 1000)
 
+-- optional adds this call's holder and metadata to the HSET arguments set,
+-- and returns the fields to delete instead because they are empty.
+local function optional(set)
+  local del = {}
+  if ARGV[2] == '' then
+    del[#del + 1] = 'h'
+  else
+    set[#set + 1] = 'h'
+    set[#set + 1] = ARGV[2]
+  end
+  if ARGV[3] == '' then
+    del[#del + 1] = 'm'
+  else
+    set[#set + 1] = 'm'
+    set[#set + 1] = ARGV[3]
+  end
+  return del
+end
+
 local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f')
 if cur[1] then
   if cur[1] == ARGV[1] then
-    redis.call('HSET', KEYS[1], 'h', ARGV[2], 'm', ARGV[3], 'l', ARGV[4])
+    local set = {'l', ARGV[4]}
+    local del = optional(set)
+    redis.call('HSET', KEYS[1], unpack(set))
+    if #del > 0 then
+      redis.call('HDEL', KEYS[1], unpack(del))
+    end
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
-    return {'granted', tonumber(cur[3]), tonumber(ARGV[4]), now_ms, 1}
+    return {'granted', tonumber(cur[3]), now_ms, 1}
   end
-  return {'held', cur[2], tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
+  return {'held', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
 end
 
-local fence = redis.call('INCR', KEYS[2])
-if fence < now_us then
-  fence = now_us
-  redis.call('SET', KEYS[2], string.format('%.0f', fence))
+-- One SET ... GET stores the clock floor and reads the last fence; only when
+-- the counter is ahead of the clock (a clock that went back, a Redlock raise)
+-- is it set again, to last + 1.
+local fence = now_us
+local digits = string.format('%.0f', fence)
+local last = redis.call('SET', KEYS[2], digits, 'GET')
+if last and tonumber(last) >= fence then
+  fence = tonumber(last) + 1
+  digits = string.format('%.0f', fence)
+  redis.call('SET', KEYS[2], digits)
 end
-redis.call('HSET', KEYS[1], 't', ARGV[1], 'h', ARGV[2], 'f', string.format('%.0f', fence),
-  'm', ARGV[3], 'l', ARGV[4])
+if ARGV[2] == '' and ARGV[3] == '' then
+  -- The common bare lease, without building tables.
+  redis.call('HSET', KEYS[1], 't', ARGV[1], 'f', digits, 'l', ARGV[4])
+else
+  local set = {'t', ARGV[1], 'f', digits, 'l', ARGV[4]}
+  optional(set)
+  redis.call('HSET', KEYS[1], unpack(set))
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {'granted', fence, tonumber(ARGV[4]), now_ms, 0}
+return {'granted', fence, now_ms, 0}

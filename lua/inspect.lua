@@ -4,6 +4,8 @@
 -- KEYS[1]  the lease hash, PREFIX{NAME}
 -- ARGV[1]  a token to compare with the holder's ("" to compare nothing)
 --
+-- An empty holder or metadata is not stored (see acquire.lua): nil reads as "".
+--
 -- Replies
 --   {"held", holder, fence, pttl_ms, now_ms, metadata, match}
 --       match is 1 when ARGV[1] is the holder's token, else 0
@@ -18,4 +20,4 @@ local match = 0
 if ARGV[1] ~= '' and cur[1] == ARGV[1] then
   match = 1
 end
-return {'held', cur[2], tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms, cur[4], match}
+return {'held', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms, cur[4] or '', match}

@@ -3,6 +3,7 @@ package lua_test
 import (
 	"context"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -55,17 +56,20 @@ func TestAcquireBranches(t *testing.T) {
 
 	// Branch 1: absent -> new grant.
 	g := acquire(tokA, "a", "m1", 5000)
-	if want := []any{"granted", "<int>", int64(5000), "<int>", int64(0)}; !reflect.DeepEqual(shape(g, 1, 3), want) {
+	if want := []any{"granted", "<int>", "<int>", int64(0)}; !reflect.DeepEqual(shape(g, 1, 2), want) {
 		t.Fatalf("new grant: got %v, want %v", g, want)
 	}
 	f := g[1].(int64)
 	if now := time.Now().UnixMicro(); f < now-int64(time.Minute/time.Microsecond) || f > now+int64(time.Minute/time.Microsecond) {
 		t.Errorf("got fence %d, want about Redis TIME in µs (%d)", f, now)
 	}
+	if s, _ := rdb.Get(ctx, fence).Result(); s != strconv.FormatInt(f, 10) {
+		t.Errorf("got counter %q after a grant by the clock, want the fence %d", s, f)
+	}
 
 	// Branch 2: same token -> idempotent re-grant, same fence, new TTL/holder/metadata.
 	g = acquire(tokA, "a2", "m2", 9000)
-	if want := []any{"granted", f, int64(9000), "<int>", int64(1)}; !reflect.DeepEqual(shape(g, 3), want) {
+	if want := []any{"granted", f, "<int>", int64(1)}; !reflect.DeepEqual(shape(g, 2), want) {
 		t.Fatalf("re-grant: got %v, want %v", g, want)
 	}
 	if h, _ := rdb.HGetAll(ctx, key).Result(); h["h"] != "a2" || h["m"] != "m2" || h["l"] != "9000" || h["t"] != tokA {
@@ -95,6 +99,65 @@ func TestAcquireBranches(t *testing.T) {
 	if s, _ := rdb.HGet(ctx, key, "f").Result(); s != "9007199254740001" {
 		t.Errorf("got stored fence %q, want exact digits", s)
 	}
+	if s, _ := rdb.Get(ctx, fence).Result(); s != "9007199254740001" {
+		t.Errorf("got counter %q, want the fence's exact digits", s)
+	}
+
+	// Fence: the clock when the counter is behind it.
+	rdb.Del(ctx, key)
+	rdb.Set(ctx, fence, "1000", 0)
+	g = acquire(tokB, "", "", 1000)
+	if f := g[1].(int64); f < time.Now().Add(-time.Minute).UnixMicro() {
+		t.Errorf("got fence %d with the counter at 1000, want Redis TIME in µs", f)
+	}
+}
+
+// An empty holder or metadata is not stored, and every reply reads the
+// missing field as "": on a new grant, and on a re-grant that empties them.
+func TestEmptyHolderAndMetadataAreNotStored(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	fields := func() []string {
+		f, err := rdb.HKeys(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(f)
+		return f
+	}
+	f := run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "", "", 5000)[1].(int64)
+	if got, want := fields(), []string{"f", "l", "t"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("new grant without holder and metadata: got fields %v, want %v", got, want)
+	}
+	run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "m", 5000)
+	if got, want := fields(), []string{"f", "h", "l", "m", "t"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("re-grant with holder and metadata: got fields %v, want %v", got, want)
+	}
+	run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "", "", 5000)
+	if got, want := fields(), []string{"f", "l", "t"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("re-grant without holder and metadata: got fields %v, want %v", got, want)
+	}
+
+	for _, tt := range []struct {
+		name string
+		got  []any
+		want []any
+		kind []int
+	}{
+		{"held", run(t, rdb, lua.Acquire, []string{key, fence}, tokB, "b", "mb", 5000),
+			[]any{"held", "", f, "<int>", "<int>"}, []int{3, 4}},
+		{"renewed", run(t, rdb, lua.Renew, []string{key}, tokA, 0),
+			[]any{"renewed", f, int64(5000), "<int>", "", ""}, []int{3}},
+		{"renew not_holder", run(t, rdb, lua.Renew, []string{key}, tokB, 0),
+			[]any{"not_holder", "", f, "<int>", "<int>"}, []int{3, 4}},
+		{"release not_holder", run(t, rdb, lua.Release, []string{key}, tokB, "p"),
+			[]any{"not_holder", "", f, "<int>", "<int>"}, []int{3, 4}},
+		{"inspect", run(t, rdb, lua.Inspect, []string{key}, ""),
+			[]any{"held", "", f, "<int>", "<int>", "", int64(0)}, []int{3, 4}},
+	} {
+		if got := shape(tt.got, tt.kind...); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
 }
 
 func TestRenewBranches(t *testing.T) {
@@ -123,15 +186,15 @@ func TestRenewBranches(t *testing.T) {
 
 func TestReleaseBranches(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
-	release := func(tok, ch, sharded string) []any {
-		return run(t, rdb, lua.Release, []string{key}, tok, ch, sharded)
+	release := func(tok, announce string) []any {
+		return run(t, rdb, lua.Release, []string{key}, tok, announce)
 	}
 	grant := func() int64 {
 		return run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "", 5000)[1].(int64)
 	}
 
 	f := grant()
-	if r, want := release(tokB, chann, "0"), []any{"not_holder", "a", f, "<int>", "<int>"}; !reflect.DeepEqual(shape(r, 3, 4), want) {
+	if r, want := release(tokB, "p"), []any{"not_holder", "a", f, "<int>", "<int>"}; !reflect.DeepEqual(shape(r, 3, 4), want) {
 		t.Errorf("release by another token: got %v, want %v", r, want)
 	}
 	if n, _ := rdb.Exists(ctx, key).Result(); n != 1 {
@@ -139,12 +202,12 @@ func TestReleaseBranches(t *testing.T) {
 	}
 
 	for _, tt := range []struct {
-		name, channel, sharded string
-		subscribe              func() *redis.PubSub
+		name, announce string
+		subscribe      func() *redis.PubSub
 	}{
-		{"PUBLISH", chann, "0", func() *redis.PubSub { return rdb.Subscribe(ctx, chann) }},
-		{"SPUBLISH", chann, "1", func() *redis.PubSub { return rdb.SSubscribe(ctx, chann) }},
-		{"no announcement", "", "0", nil},
+		{"PUBLISH", "p", func() *redis.PubSub { return rdb.Subscribe(ctx, chann) }},
+		{"SPUBLISH", "s", func() *redis.PubSub { return rdb.SSubscribe(ctx, chann) }},
+		{"no announcement", "", nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := grant()
@@ -156,7 +219,7 @@ func TestReleaseBranches(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if r, want := release(tokA, tt.channel, tt.sharded), []any{"released", f}; !reflect.DeepEqual(r, want) {
+			if r, want := release(tokA, tt.announce), []any{"released"}; !reflect.DeepEqual(r, want) {
 				t.Fatalf("got %v, want %v", r, want)
 			}
 			if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
@@ -166,13 +229,13 @@ func TestReleaseBranches(t *testing.T) {
 				tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				defer cancel()
 				msg, err := sub.ReceiveMessage(tctx)
-				if err != nil || msg.Channel != chann {
-					t.Errorf("got %v (%v), want a message on %s", msg, err, chann)
+				if err != nil || msg.Channel != chann || msg.Payload != strconv.FormatInt(f, 10) {
+					t.Errorf("got %v (%v), want the fence %d on %s", msg, err, f, chann)
 				}
 			}
 		})
 	}
-	if r, want := release(tokA, chann, "0"), []any{"not_found"}; !reflect.DeepEqual(r, want) {
+	if r, want := release(tokA, "p"), []any{"not_found"}; !reflect.DeepEqual(r, want) {
 		t.Errorf("release of nothing: got %v, want %v", r, want)
 	}
 }

@@ -3,11 +3,14 @@
 --
 -- KEYS[1]  the lease hash, PREFIX{NAME}
 -- ARGV[1]  token of the caller
--- ARGV[2]  channel to announce the release on, PREFIX{NAME}:released ("" for none)
--- ARGV[3]  "1" to announce with SPUBLISH (Redis Cluster, sharded pub/sub), else PUBLISH
+-- ARGV[2]  how to announce the release, with the released fence as the message, on
+--          the channel KEYS[1]..":released" (PREFIX{NAME}:released): "p" with PUBLISH,
+--          "s" with SPUBLISH (Redis Cluster, sharded pub/sub), "" not at all
+--
+-- An empty holder is not stored (see acquire.lua): nil reads as "".
 --
 -- Replies
---   {"released", fence}                             deleted; the released fence is published
+--   {"released"}                                    deleted (and announced)
 --   {"not_holder", holder, fence, pttl_ms, now_ms}  another token holds it; nothing changed
 --   {"not_found"}                                   no lease (released or expired)
 local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f')
@@ -17,14 +20,12 @@ end
 if cur[1] ~= ARGV[1] then
   local now = redis.call('TIME')
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  return {'not_holder', cur[2], tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
+  return {'not_holder', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
 end
 redis.call('DEL', KEYS[1])
-if ARGV[2] ~= '' then
-  if ARGV[3] == '1' then
-    redis.call('SPUBLISH', ARGV[2], cur[3])
-  else
-    redis.call('PUBLISH', ARGV[2], cur[3])
-  end
+if ARGV[2] == 'p' then
+  redis.call('PUBLISH', KEYS[1] .. ':released', cur[3])
+elseif ARGV[2] == 's' then
+  redis.call('SPUBLISH', KEYS[1] .. ':released', cur[3])
 end
-return {'released', tonumber(cur[3])}
+return {'released'}

@@ -5,6 +5,8 @@
 -- ARGV[2]  new ttl in milliseconds, or "0" to reuse the TTL of the grant's most
 --          recent acquire or renew
 --
+-- An empty holder or metadata is not stored (see acquire.lua): nil reads as "".
+--
 -- Replies
 --   {"renewed", fence, ttl_ms, now_ms, holder, metadata}
 --   {"not_holder", holder, fence, pttl_ms, now_ms}  another token holds it; nothing changed
@@ -16,7 +18,7 @@ end
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 if cur[1] ~= ARGV[1] then
-  return {'not_holder', cur[2], tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
+  return {'not_holder', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
 end
 local ttl = ARGV[2]
 if ttl == '0' then
@@ -25,4 +27,4 @@ else
   redis.call('HSET', KEYS[1], 'l', ttl)
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
-return {'renewed', tonumber(cur[3]), tonumber(ttl), now_ms, cur[2], cur[4]}
+return {'renewed', tonumber(cur[3]), tonumber(ttl), now_ms, cur[2] or '', cur[4] or ''}

@@ -129,8 +129,10 @@ func TestServeBinaryOnRedisAndEmbedded(t *testing.T) {
 		args     []string
 		wantWarn string
 	}{
-		{"redis flag", nil, []string{"--redis=" + rs.URL(), "--max-ttl", "1h"}, ""},
+		{"redis flag", nil, []string{"--redis=" + rs.URL(), "--max-ttl", "1h"}, "redis_autopipeline=false"},
 		{"redis env", []string{"LEASEHOLD_REDIS=" + rs.URL(), "LEASEHOLD_KEY_PREFIX=envtest:"}, nil, ""},
+		{"autopipeline flag", nil, []string{"--redis", rs.URL(), "--redis-autopipeline"}, "redis_autopipeline=true"},
+		{"autopipeline env", []string{"LEASEHOLD_REDIS_AUTOPIPELINE=true"}, []string{"--redis", rs.URL()}, "redis_autopipeline=true"},
 		{"embedded", nil, nil, "EMBEDDED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -277,6 +279,7 @@ func TestServeOnEveryBackend(t *testing.T) {
 		args []string
 	}{
 		{"cluster", []string{"--redis-cluster", strings.Join(cluster.Addrs(), ",")}},
+		{"cluster-autopipeline", []string{"--redis-cluster", strings.Join(cluster.Addrs(), ","), "--redis-autopipeline"}},
 		{"sentinel", []string{"--redis-sentinel", sentinel.Addr(), "--sentinel-master", "lh-serve"}},
 		{"redlock", []string{"--redlock", r1.URL() + "," + r2.URL() + "," + r3.URL()}},
 	} {

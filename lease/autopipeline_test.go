@@ -1,0 +1,42 @@
+package lease_test
+
+import (
+	"testing"
+
+	"github.com/leasehold/leasehold/lease"
+)
+
+// TestAutoPipeline runs the script tests again with Options.AutoPipeline,
+// every call sent through go-redis's autopipeliner (also those made while no
+// other is in flight, which would otherwise go straight to Redis): the
+// replies, the EVAL fallback after SCRIPT FLUSH, waiting woken by releases,
+// and a real Redis Cluster, where the autopipeliner routes by slot.
+func TestAutoPipeline(t *testing.T) {
+	defer lease.PipelineLoneCalls()()
+	autoPipeline = true
+	defer func() { autoPipeline = false }()
+
+	for _, tt := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"AcquireGrantsAFreeLease", TestAcquireGrantsAFreeLease},
+		{"AcquireHeldAnswersRemainingTTLAndChangesNothing", TestAcquireHeldAnswersRemainingTTLAndChangesNothing},
+		{"AcquireSameTokenIsIdempotent", TestAcquireSameTokenIsIdempotent},
+		{"Renew", TestRenew},
+		{"Release", TestRelease},
+		{"GetAndVerify", TestGetAndVerify},
+		{"RaceOneWinner", TestRaceOneWinner},
+		{"FenceStrictlyIncreases", TestFenceStrictlyIncreases},
+		{"NoScriptRecovery", TestNoScriptRecovery},
+		{"WaitMissesNoReleaseAfterTheFirstAttempt", TestWaitMissesNoReleaseAfterTheFirstAttempt},
+		{"WaitMissesNoReleaseRacing", TestWaitMissesNoReleaseRacing},
+		{"WaitTakesOverAtExpiry", TestWaitTakesOverAtExpiry},
+		{"WaitServesArrivalOrder", TestWaitServesArrivalOrder},
+		{"WaitAcrossClients", TestWaitAcrossClients},
+		{"WaitCluster", TestWaitCluster},
+		{"Cluster", TestCluster},
+	} {
+		t.Run(tt.name, tt.fn)
+	}
+}

@@ -1,0 +1,68 @@
+package lease
+
+import (
+	"context"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// script is one of package lua's scripts, ready to run on the hot path.
+//
+// Client.run does what redis.Script.Run does (EVALSHA, then EVAL when Redis
+// answers NOSCRIPT after a restart, failover or SCRIPT FLUSH) but builds the
+// command in a single slice whose head (command name, SHA, number of keys)
+// was boxed once. redis.Script.Run copies keys and arguments into a new
+// slice and boxes the name and SHA again on every call: four allocations
+// more per call, more than any other part of an Acquire or Release.
+type script struct {
+	*redis.Script     // Load and Hash, for LoadScripts, Ping and List's pipelines
+	src, sha      any // the source and the SHA, boxed once
+	keys          int // how many of a call's values are keys
+}
+
+func newScript(src string, keys int) *script {
+	s := redis.NewScript(src)
+	return &script{Script: s, src: src, sha: s.Hash(), keys: keys}
+}
+
+// pipelineLoneCalls, set by tests, sends every call through the
+// autopipeliner when there is one, also when no other call is in flight.
+var pipelineLoneCalls bool
+
+// run runs s with its keys followed by its arguments, given in one list,
+// and returns the script's array reply.
+func (c *Client) run(ctx context.Context, s *script, keysAndArgs ...any) ([]any, error) {
+	args := make([]any, 3, 3+len(keysAndArgs))
+	args[0], args[1], args[2] = "evalsha", s.sha, s.keys
+	args = append(args, keysAndArgs...)
+	res, err := c.process(ctx, args)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") { // HasErrorPrefix allocates: only on errors
+		args[0], args[1] = "eval", s.src
+		res, err = c.process(ctx, args)
+	}
+	return res, err
+}
+
+// process sends one EVALSHA or EVAL: on the Redis client, or through its
+// autopipeliner when Options.AutoPipeline is set and other calls of c are in
+// flight.
+func (c *Client) process(ctx context.Context, args []any) ([]any, error) {
+	cmd := redis.NewCmd(ctx, args...)
+	cmd.SetFirstKeyPos(3) // Cluster routes by the first key
+	// A lone call gains nothing from the autopipeliner and pays for its
+	// hand-offs between goroutines (about 1.3x the latency at one caller,
+	// see BenchmarkCycle), so it goes straight to Redis.
+	inflight := c.inflight.Add(1)
+	defer c.inflight.Add(-1)
+	if c.ap == nil || inflight == 1 && !pipelineLoneCalls {
+		_ = c.rdb.Process(ctx, cmd)
+		return cmd.Slice()
+	}
+	// The autopipeliner runs the command on a context of its own, so wait
+	// for it only while ctx lasts. A command left behind still runs, and its
+	// result must not be read while it may: return ctx's error alone.
+	if err := c.ap.Submit(ctx, cmd).WaitContext(ctx); err != nil && ctx.Err() != nil {
+		return nil, err
+	}
+	return cmd.Slice()
+}
