@@ -167,25 +167,34 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			s.m.latency.WithLabelValues(route, outcome).Observe(dur.Seconds())
 		}
 
-		level := slog.LevelDebug
-		if status >= 500 && status != statusClientClosed || status == http.StatusUnauthorized || status == http.StatusForbidden {
-			level = slog.LevelWarn
-		}
-		ctx := c.Request().Context()
-		if s.log.Enabled(ctx, level) {
-			r := c.Request()
-			attrs := []slog.Attr{
-				slog.String("method", r.Method), slog.String("path", redactedURI(r.URL)),
-				slog.String("route", route), slog.Int("status", status), slog.String("outcome", outcome),
-				slog.Duration("duration", dur), slog.String("remote", r.RemoteAddr),
-			}
-			if err != nil && status >= 500 {
-				attrs = append(attrs, slog.String("err", err.Error()))
-			}
-			s.log.LogAttrs(ctx, level, "request", attrs...)
-		}
+		s.logRequest(c, route, status, outcome, dur, err)
 		return nil
 	}
+}
+
+// logRequest logs one answered request: at debug, or at warn when it
+// failed on the server's side or for auth. It is apart from observe, so
+// that its attributes take no room on the stack of every request, which
+// for a waiting acquire is kept for the whole wait.
+func (s *Server) logRequest(c echo.Context, route string, status int, outcome string, dur time.Duration, err error) {
+	level := slog.LevelDebug
+	if status >= 500 && status != statusClientClosed || status == http.StatusUnauthorized || status == http.StatusForbidden {
+		level = slog.LevelWarn
+	}
+	ctx := c.Request().Context()
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	r := c.Request()
+	attrs := []slog.Attr{
+		slog.String("method", r.Method), slog.String("path", redactedURI(r.URL)),
+		slog.String("route", route), slog.Int("status", status), slog.String("outcome", outcome),
+		slog.Duration("duration", dur), slog.String("remote", r.RemoteAddr),
+	}
+	if err != nil && status >= 500 {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	s.log.LogAttrs(ctx, level, "request", attrs...)
 }
 
 // recovered runs next and turns a panic into an error, so that it is
