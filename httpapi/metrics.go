@@ -66,6 +66,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// routeSeries are the series of one route's successful answers (status
+// 200, outcome ok), looked up once: the request path need not hash labels.
+type routeSeries struct {
+	ok        prometheus.Counter
+	okLatency prometheus.Observer
+}
+
+// route makes the series of route's successful answers. They are exported
+// from the start, at zero, like Prometheus advises for known label values.
+func (m *metrics) route(route string) *routeSeries {
+	return &routeSeries{
+		ok:        m.requests.WithLabelValues(route, "200", "ok"),
+		okLatency: m.latency.WithLabelValues(route, "ok"),
+	}
+}
+
 // newRegistry is the registry of a server that was given none: the
 // server's series plus the Go runtime and process collectors.
 func newRegistry() *prometheus.Registry {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -48,6 +49,8 @@ type serveCmd struct {
 	LogLevel        string        `default:"info" enum:"debug,info,warn,error" help:"Log level: debug logs one line per request (${enum})."`
 	LogFormat       string        `default:"text" enum:"text,json" help:"Log format (${enum})."`
 	ShutdownTimeout time.Duration `default:"30s" help:"How long shutdown waits for requests in flight."`
+
+	Pprof string `placeholder:"ADDR" help:"Serve Go's pprof profiles (/debug/pprof/) on this separate address, for profiling under load. Off by default; it has no auth, so keep it on loopback."`
 }
 
 func (s *serveCmd) Run(e *env) error {
@@ -100,6 +103,15 @@ func (s *serveCmd) Run(e *env) error {
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 
+	if s.Pprof != "" {
+		stopPprof, err := servePprof(s.Pprof, log)
+		if err != nil {
+			ln.Close()
+			return &exitError{code: exitUnavailable, err: err}
+		}
+		defer stopPprof()
+	}
+
 	sigCtx, stop := signal.NotifyContext(e.ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	served := make(chan error, 1)
@@ -133,6 +145,36 @@ func (s *serveCmd) Run(e *env) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// servePprof serves net/http/pprof on its own listener at addr, apart from
+// the API (no auth, no metrics, no route of the API), and returns what
+// stops it.
+func servePprof(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof: %w", err)
+	}
+	if !loopback(ln.Addr()) {
+		log.Warn("SERVING PPROF ON A NON-LOOPBACK ADDRESS: profiles have no auth", "addr", ln.Addr().String())
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(ln)
+	}()
+	log.Info("pprof serving at /debug/pprof/", "pprof_addr", ln.Addr().String())
+	return func() {
+		srv.Close()
+		<-done
+	}, nil
 }
 
 // check rejects flags that contradict each other.

@@ -347,3 +347,39 @@ func TestServeStartsWithRedisDownAndReadyzTells(t *testing.T) {
 		t.Errorf("got exit %d, want 0 and a warning at start:\n%s", code, logs)
 	}
 }
+
+func TestServePprofOnlyWhenAsked(t *testing.T) {
+	bin := buildServeBinary(t)
+	rs := redistest.Start(t)
+	p := startServe(t, bin, nil, "--redis", rs.URL(), "--pprof", "127.0.0.1:0")
+	// The pprof line comes before the line with the API's URL.
+	addr := ""
+	for addr == "" {
+		line, ok := <-p.logs
+		if !ok {
+			t.Fatal("got no pprof_addr in the logs")
+		}
+		if m := regexp.MustCompile(`pprof_addr=(\S+)`).FindStringSubmatch(line); m != nil {
+			addr = m[1]
+		}
+	}
+	for _, tc := range []struct {
+		url  string
+		want int
+	}{
+		{"http://" + addr + "/debug/pprof/cmdline", http.StatusOK},
+		{p.url + "/debug/pprof/cmdline", http.StatusNotFound}, // not on the API
+	} {
+		res, err := http.Get(tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.want {
+			t.Errorf("GET %s: got %d, want %d", tc.url, res.StatusCode, tc.want)
+		}
+	}
+	if code, logs := p.stop(t); code != 0 {
+		t.Errorf("got exit code %d, want 0; logs:\n%s", code, logs)
+	}
+}
