@@ -38,7 +38,7 @@ func TestQuickRun(t *testing.T) {
 				t.Errorf("no row for %s c=%s", name, c)
 				continue
 			}
-			checkRow(t, name+" c="+c, row, name == "serve" || name == "naive")
+			checkRow(t, name+" c="+c, row, name == "serve" || name == "naive", false)
 		}
 	}
 	for _, name := range []string{"sdk", "redislock", "redsync"} {
@@ -47,7 +47,7 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("no contended row for %s", name)
 			continue
 		}
-		checkRow(t, "contended "+name, row, false)
+		checkRow(t, "contended "+name, row, false, true)
 	}
 	for _, want := range []string{
 		"| sdk / raw, cycles/s |", "| sdk / redislock, cycles/s |", "| sdk / redsync, cycles/s |",
@@ -91,16 +91,23 @@ func tableRows(out string) map[string][]string {
 
 // checkRow checks a run table's row: a positive rate, latencies and CPU
 // figures above zero, commands per cycle between 1 and 100, no errors.
-func checkRow(t *testing.T, what string, cells []string, overHTTP bool) {
+func checkRow(t *testing.T, what string, cells []string, overHTTP, contended bool) {
 	t.Helper()
-	if len(cells) < 10 {
-		t.Errorf("%s: %d cells, want at least 10: %q", what, len(cells), cells)
+	if len(cells) < 11 {
+		t.Errorf("%s: %d cells, want at least 11: %q", what, len(cells), cells)
 		return
 	}
 	if v := number(cells[2]); v <= 0 {
 		t.Errorf("%s: rate %q, want > 0", what, cells[2])
 	}
-	for i := 3; i <= 5; i++ {
+	cells = append(cells[:3:3], cells[4:]...) // drop the range
+	if contended {
+		if v := number(cells[5]); v < 0 || v > 1.5 {
+			t.Errorf("%s: fairness %q, want 0 to 1.5", what, cells[5])
+		}
+		cells = append(cells[:5:5], cells[6:]...) // and the fairness
+	}
+	for i := 3; i <= 5; i++ { // p50, p99, client CPU
 		if v := number(cells[i]); v <= 0 {
 			t.Errorf("%s: cell %d is %q, want > 0", what, i, cells[i])
 		}

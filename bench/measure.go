@@ -42,6 +42,7 @@ type sample struct {
 	redisCPU  time.Duration // CPU of redis-server per cycle
 	sent      float64       // commands the client sent to Redis per cycle; -1 over HTTP
 	calls     float64       // commands Redis ran per cycle, those inside scripts included
+	fairness  float64       // the least busy caller's cycles over the mean: 1 is fair, 0 is a caller starved
 	errors    int64         // failed cycles (other than "held")
 	firstErr  error
 }
@@ -120,11 +121,18 @@ func measure(ctx context.Context, e *env, cfg config, warmup, duration time.Dura
 		return sample{}, ctx.Err()
 	}
 
+	least := hists[0].TotalCount()
+	for _, h := range hists {
+		least = min(least, h.TotalCount())
+	}
 	all := hists[0]
 	for _, h := range hists[1:] {
 		all.Merge(h)
 	}
 	s := sample{cycles: all.TotalCount(), errors: errCount.Load(), firstErr: firstErr, sent: -1}
+	if s.cycles > 0 {
+		s.fairness = float64(least) / (float64(s.cycles) / float64(cfg.c))
+	}
 	if s.cycles == 0 {
 		if firstErr != nil {
 			return s, fmt.Errorf("%s: no cycle completed: %w", cfg, firstErr)

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -13,6 +15,7 @@ import (
 type report struct {
 	settings     settings
 	redisVersion string
+	loadStart    string     // 1-minute load average when the run began
 	mem          *memResult // nil when skipped
 	order        []key
 	samples      map[key][]sample
@@ -53,12 +56,13 @@ var (
 	redisCPU  = func(s sample) float64 { return float64(s.redisCPU) }
 	sent      = func(s sample) float64 { return s.sent }
 	calls     = func(s sample) float64 { return s.calls }
+	fairness  = func(s sample) float64 { return s.fairness }
 )
 
 func (r *report) write(w io.Writer) {
 	s := r.settings
-	fmt.Fprintf(w, "Medians of %d round(s) of %s per configuration (after %s warmup), configurations alternating; redis-server %s, %s, GOMAXPROCS %d.\n\n",
-		s.rounds, s.duration, s.warmup, r.redisVersion, runtime.Version(), runtime.GOMAXPROCS(0))
+	fmt.Fprintf(w, "Medians of %d round(s) of %s per configuration (after %s warmup), configurations alternating; range is the lowest and highest round. redis-server %s, %s, GOMAXPROCS %d; load average %s at the start, %s at the end.\n\n",
+		s.rounds, s.duration, s.warmup, r.redisVersion, runtime.Version(), runtime.GOMAXPROCS(0), r.loadStart, loadAverage())
 	r.writeRuns(w, false)
 	r.writeRuns(w, true)
 	r.writeRatios(w)
@@ -78,22 +82,27 @@ func (r *report) writeRuns(w io.Writer, contended bool) {
 	}
 	if contended {
 		fmt.Fprintf(w, "### Contended: %d callers on one name, each acquire (waiting) then release\n\n", r.settings.contenders)
-		fmt.Fprintln(w, "| config | callers | grants/s | p50 | p99 | client CPU/grant | Redis CPU/grant | cmds sent/grant | Redis calls/grant | errors |")
-		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		fmt.Fprintln(w, "| config | callers | grants/s | range | p50 | p99 | fairness | client CPU/grant | Redis CPU/grant | cmds sent/grant | Redis calls/grant | errors |")
+		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	} else {
 		fmt.Fprintln(w, "### Uncontended: acquire+release cycles on unique names")
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| config | c | cycles/s | p50 | p99 | client CPU/cycle | server CPU/cycle | Redis CPU/cycle | cmds sent/cycle | Redis calls/cycle | errors |")
-		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		fmt.Fprintln(w, "| config | c | cycles/s | range | p50 | p99 | client CPU/cycle | server CPU/cycle | Redis CPU/cycle | cmds sent/cycle | Redis calls/cycle | errors |")
+		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	}
 	for _, k := range keys {
 		m := func(f func(sample) float64) float64 { v, _ := r.median(k, f); return v }
 		var errs int64
+		lo, hi := math.Inf(1), math.Inf(-1)
 		for _, s := range r.samples[k] {
 			errs += s.errors
+			lo, hi = min(lo, s.perSec), max(hi, s.perSec)
 		}
-		row := []string{k.name, fmt.Sprint(k.c), kilo(m(perSec)), latency(time.Duration(m(p50))), latency(time.Duration(m(p99))),
-			cpu(time.Duration(m(clientCPU)))}
+		row := []string{k.name, fmt.Sprint(k.c), kilo(m(perSec)), kilo(lo) + "–" + kilo(hi), latency(time.Duration(m(p50))), latency(time.Duration(m(p99)))}
+		if contended {
+			row = append(row, fmt.Sprintf("%.2f", m(fairness)))
+		}
+		row = append(row, cpu(time.Duration(m(clientCPU))))
 		if !contended {
 			srv := "–"
 			if m(serverCPU) > 0 {
@@ -269,4 +278,13 @@ func times(v float64, ok bool) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2fx", v)
+}
+
+// loadAverage is the 1-minute load average from /proc/loadavg (Linux), or "?".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }

@@ -84,11 +84,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	perConfig := s.warmup + s.duration + 100*time.Millisecond
 	estimate := time.Duration(s.rounds*len(cfgs))*perConfig + memEstimate(s.memLeases)
-	fmt.Fprintf(stderr, "bench: %d configurations x %d rounds x (%s + %s warmup), plus memory: about %s\n",
-		len(cfgs), s.rounds, s.duration, s.warmup, estimate.Round(time.Second))
+	fmt.Fprintf(stderr, "bench: %d configurations x %d rounds x (%s + %s warmup) and %d leases for memory: about %s\n",
+		len(cfgs), s.rounds, s.duration, s.warmup, s.memLeases, estimate.Round(time.Second))
 
 	runID := rand.Text()[:8]
-	rep := &report{settings: s, redisVersion: e.redisVersion, samples: map[key][]sample{}}
+	rep := &report{settings: s, redisVersion: e.redisVersion, loadStart: loadAverage(), samples: map[key][]sample{}}
 	if s.memLeases > 0 {
 		if rep.mem, err = measureMemory(ctx, e, s.memLeases, "bench-"+runID+"-mem", stderr); err != nil {
 			return err
