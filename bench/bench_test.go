@@ -195,3 +195,18 @@ func TestFlags(t *testing.T) {
 		t.Errorf("-h: got %v, want flag.ErrHelp", err)
 	}
 }
+
+func TestRatioPairsRounds(t *testing.T) {
+	a, b := key{"sdk", 8, false}, key{"raw", 8, false}
+	r := &report{samples: map[key][]sample{
+		a: {{perSec: 10}, {perSec: 40}, {perSec: 22}},
+		b: {{perSec: 10}, {perSec: 20}, {perSec: 44}},
+	}}
+	// Per round: 1.0, 2.0, 0.5; the median is 1.0 (a ratio of medians would say 22/20).
+	if got, ok := r.ratio(a, b, perSec); !ok || got != 1.0 {
+		t.Errorf("ratio: got %v, %v; want 1, true", got, ok)
+	}
+	if _, ok := r.ratio(a, key{"naive", 8, false}, perSec); ok {
+		t.Errorf("ratio to a configuration not measured: got ok, want false")
+	}
+}

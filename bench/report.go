@@ -31,11 +31,16 @@ func (r *report) median(k key, figure func(sample) float64) (float64, bool) {
 	for i, s := range ss {
 		v[i] = figure(s)
 	}
+	return median(v), true
+}
+
+// median sorts v and returns its median.
+func median(v []float64) float64 {
 	slices.Sort(v)
 	if len(v)%2 == 1 {
-		return v[len(v)/2], true
+		return v[len(v)/2]
 	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2, true
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 func (r *report) errors() (n int64) {
@@ -120,19 +125,29 @@ func (r *report) writeRuns(w io.Writer, contended bool) {
 	fmt.Fprintln(w)
 }
 
-// ratio is a's median figure over b's, or false when either was not measured.
+// ratio is the median over rounds of a's figure over b's in the same round,
+// or false when either was not measured. Configurations of one round ran
+// close together, so a per-round ratio cancels much of a shared machine's
+// drift that a ratio of medians would keep.
 func (r *report) ratio(a, b key, figure func(sample) float64) (float64, bool) {
-	va, oka := r.median(a, figure)
-	vb, okb := r.median(b, figure)
-	if !oka || !okb || vb == 0 {
+	sa, sb := r.samples[a], r.samples[b]
+	var v []float64
+	for i := range min(len(sa), len(sb)) {
+		if d := figure(sb[i]); d != 0 {
+			v = append(v, figure(sa[i])/d)
+		}
+	}
+	if len(v) == 0 {
 		return 0, false
 	}
-	return va / vb, true
+	return median(v), true
 }
 
 func (r *report) writeRatios(w io.Writer) {
 	conc := r.settings.conc
 	fmt.Fprintln(w, "### Ratios (same run)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Each ratio is the median over rounds of the two configurations' figures in the same round.")
 	fmt.Fprintln(w)
 	head := "| ratio |"
 	sep := "| --- |"
