@@ -17,7 +17,7 @@ import (
 
 // config is one configuration of a round: a driver at one concurrency.
 type config struct {
-	name      string  // "sdk", "raw", ..., or "sdk" etc. again for contended runs
+	name      string  // the driver: "sdk", "raw", "redislock", ...
 	c         int     // callers
 	contended bool    // all callers on one name, waiting for it
 	srv       *server // the HTTP server process whose CPU counts, or nil
@@ -114,11 +114,11 @@ func measure(ctx context.Context, e *env, cfg config, warmup, duration time.Dura
 	}
 	cancel()
 	wg.Wait()
+	if ctx.Err() != nil {
+		return sample{}, fmt.Errorf("interrupted during %s: %w", cfg, ctx.Err())
+	}
 	if err != nil {
 		return sample{}, fmt.Errorf("%s: %w", cfg, err)
-	}
-	if ctx.Err() != nil {
-		return sample{}, ctx.Err()
 	}
 
 	least := hists[0].TotalCount()

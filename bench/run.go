@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	perConfig := s.warmup + s.duration + 100*time.Millisecond
 	estimate := time.Duration(s.rounds*len(cfgs))*perConfig + memEstimate(s.memLeases)
-	fmt.Fprintf(stderr, "bench: %d configurations x %d rounds x (%s + %s warmup) and %d leases for memory: about %s\n",
+	fmt.Fprintf(stderr, "bench: %d configurations x %d rounds x (%s + %s warmup) and %d leases for memory: about %s from now\n",
 		len(cfgs), s.rounds, s.duration, s.warmup, s.memLeases, estimate.Round(time.Second))
 
 	runID := rand.Text()[:8]
