@@ -46,15 +46,11 @@ type sdkVariant struct {
 }
 
 // sdkVariants are the SDK configurations measured, each one set of
-// lease.Options. Targets are checked for "sdk", the default.
-//
-// TODO(sdk branch): once lease.Options has AutoPipeline, add
-//
-//	{name: "sdk-pipelined", opts: &lease.Options{AutoPipeline: true}},
-//
-// and the ratio tables pick it up by itself.
+// lease.Options. Targets are checked for "sdk", the default; the ratio
+// tables show every variant.
 var sdkVariants = []sdkVariant{
 	{name: "sdk"},
+	{name: "sdk-pipelined", opts: &lease.Options{AutoPipeline: true}},
 }
 
 // serveVariant is one configuration of leasehold serve: extra flags.
@@ -64,13 +60,11 @@ type serveVariant struct {
 }
 
 // serveVariants are the leasehold serve configurations measured, each its own
-// process. Targets are checked for "serve", the default.
-//
-// TODO(sdk branch): once serve has --redis-autopipeline, add
-//
-//	{name: "serve-pipelined", args: []string{"--redis-autopipeline"}},
+// process. Targets are checked for "serve", the default; the ratio tables
+// show every variant.
 var serveVariants = []serveVariant{
 	{name: "serve"},
+	{name: "serve-pipelined", args: []string{"--redis-autopipeline"}},
 }
 
 // newRedis is the go-redis client of one in-process measurement, with

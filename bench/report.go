@@ -250,10 +250,13 @@ func (r *report) writeTargets(w io.Writer) {
 		atLeast(fmt.Sprintf("SDK ≥ 1.0x redislock, c=%d", c), key{"sdk", c, false}, key{"redislock", c, false}, 1.0)
 	}
 	atLeast("SDK ≥ 2.0x redislock, c=64", key{"sdk", 64, false}, key{"redislock", 64, false}, 2.0)
-	for _, c := range []int{8, 64} {
-		atLeast(fmt.Sprintf("serve ≥ 1.5x naive, c=%d", c), key{"serve", c, false}, key{"naive", c, false}, 1.5)
-		v, ok := r.ratio(key{"serve", c, false}, key{"naive", c, false}, p99)
-		check(fmt.Sprintf("serve p99 no worse than naive's, c=%d", c), v, ok, "%.2fx", v <= 1.0)
+	atLeast("SDK with AutoPipeline ≥ 2.0x redislock, c=64", key{"sdk-pipelined", 64, false}, key{"redislock", 64, false}, 2.0)
+	for _, serve := range []string{"serve", "serve-pipelined"} {
+		for _, c := range []int{8, 64} {
+			atLeast(fmt.Sprintf("%s ≥ 1.5x naive, c=%d", serve, c), key{serve, c, false}, key{"naive", c, false}, 1.5)
+			v, ok := r.ratio(key{serve, c, false}, key{"naive", c, false}, p99)
+			check(fmt.Sprintf("%s p99 no worse than naive's, c=%d", serve, c), v, ok, "%.2fx", v <= 1.0)
+		}
 	}
 	n := r.settings.contenders
 	atLeast(fmt.Sprintf("contended (%d on one name): SDK ≥ 5x redsync grants/s", n), key{"sdk", n, true}, key{"redsync", n, true}, 5.0)
