@@ -39,14 +39,16 @@ func TestAcquireWaitIsGrantedOnRelease(t *testing.T) {
 func TestAcquireWaitThatElapsesIs409(t *testing.T) {
 	e := newEnv(t, nil)
 	name := uniq(t)
-	e.do("POST", "/v1/leases/"+name+"/acquire?ttl=30s&holder=a", "").want(t, 200, "")
+	e.do("POST", "/v1/leases/"+name+"/acquire?ttl=3s&holder=a", "").want(t, 200, "")
 	start := time.Now()
-	r := e.do("POST", "/v1/leases/"+name+"/acquire?wait=300ms", "").want(t, 409, "lease_held")
-	if d := time.Since(start); d < 300*time.Millisecond || d > 3*time.Second {
-		t.Errorf("got the 409 after %v, want after the 300ms wait", d)
+	r := e.do("POST", "/v1/leases/"+name+"/acquire?wait=1500ms", "").want(t, 409, "lease_held")
+	if d := time.Since(start); d < 1500*time.Millisecond || d > 4*time.Second {
+		t.Errorf("got the 409 after %v, want after the 1.5s wait", d)
 	}
-	if r.str("holder") != "a" || r.header.Get("Retry-After") == "" {
-		t.Errorf("got %s (Retry-After %q), want holder a and a Retry-After", r.body, r.header.Get("Retry-After"))
+	// ttl_ms and Retry-After say what is left when the wait ends (about
+	// 1.5s of the 3s lease), not what the first attempt saw.
+	if r.str("holder") != "a" || r.header.Get("Retry-After") != "2" || r.num("ttl_ms") > 1520 || r.num("ttl_ms") <= 0 {
+		t.Errorf("got %s (Retry-After %q), want holder a, ttl_ms about 1500 and Retry-After 2", r.body, r.header.Get("Retry-After"))
 	}
 }
 

@@ -25,7 +25,9 @@ var testHookAttempted func(name string, err error)
 // the front.
 //
 // When o.Wait ends without a grant the error is the *HeldError of the last
-// attempt. When ctx ends first the error wraps ctx.Err(). The context's
+// attempt, its TTL less the time since that attempt (so it still says how
+// long the holder's lease lives); when that time is up, one more attempt
+// answers instead. When ctx ends first the error wraps ctx.Err(). The context's
 // deadline does not by itself make Acquire wait. When Redis fails (an
 // attempt answers a *BackendError) the wait ends at once with that error; a
 // failed subscription connection makes the head attempt at once, so a Redis
@@ -42,7 +44,10 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 	nap := time.NewTimer(time.Hour)
 	defer nap.Stop()
 
-	var last error // the *HeldError of the last attempt
+	var (
+		last   *HeldError // answered by the last attempt
+		lastAt time.Time  // when it was answered
+	)
 	for {
 		attempt, until, retries, closed := w.turn(time.Now())
 		if closed {
@@ -57,8 +62,9 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 				return l, nil
 			case errors.As(err, &held):
 				// PTTL counts whole milliseconds: never retry sooner than 1ms.
-				w.done(retries, held.Fence, time.Now().Add(max(held.TTL, time.Millisecond)))
-				last = err
+				lastAt = time.Now()
+				w.done(retries, held.Fence, lastAt.Add(max(held.TTL, time.Millisecond)))
+				last = held
 			case ctx.Err() != nil:
 				if ownToken {
 					c.abandon(name, o.Token, err)
@@ -81,11 +87,18 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 		case <-w.wake:
 		case <-nap.C:
 		case <-end.C:
-			if last == nil {
-				// Never confirmed subscribed, so never tried: try once.
+			left := time.Duration(0)
+			if last != nil {
+				left = last.TTL - time.Since(lastAt)
+			}
+			if left < time.Millisecond {
+				// Never tried (never confirmed subscribed), or the holder's
+				// lease has run out just now: the answer is one more attempt.
 				return c.attempt(ctx, name, o)
 			}
-			return nil, last
+			held := *last
+			held.TTL = left.Truncate(time.Millisecond)
+			return nil, &held
 		case <-ctx.Done():
 			return nil, fmt.Errorf("lease: acquire: %w", ctx.Err())
 		}

@@ -211,19 +211,46 @@ func TestWaitEndsWithTheLastHeldError(t *testing.T) {
 	}
 	attempts := countAttempts(t, name, nil)
 	start := time.Now()
-	_, err = c.Acquire(ctx, name, &lease.AcquireOptions{Wait: 200 * time.Millisecond})
+	_, err = c.Acquire(ctx, name, &lease.AcquireOptions{Wait: time.Second})
 	var held *lease.HeldError
 	if !errors.As(err, &held) {
 		t.Fatalf("got %v, want *HeldError", err)
 	}
-	if held.Holder != "a" || held.Fence != holder.Fence || held.TTL < 58*time.Second {
-		t.Errorf("got %+v, want holder a, fence %d, about a minute left", held, holder.Fence)
+	// The TTL is what is left when the wait ends, not what the first attempt
+	// saw a second earlier: a caller (or the HTTP Retry-After) must not wait
+	// longer than the holder's lease lives.
+	if held.Holder != "a" || held.Fence != holder.Fence || held.TTL < 57*time.Second || held.TTL > 59*time.Second+20*time.Millisecond {
+		t.Errorf("got %+v, want holder a, fence %d, about 59s left after a 1s wait on a 1m lease", held, holder.Fence)
 	}
-	if d := time.Since(start); d < 200*time.Millisecond {
-		t.Errorf("returned after %s, want at least the 200ms wait", d)
+	if d := time.Since(start); d < time.Second {
+		t.Errorf("returned after %s, want at least the 1s wait", d)
 	}
 	if n := attempts(); n != 1 {
-		t.Errorf("got %d attempts in a 200ms wait on a lease held for a minute, want 1 (no polling)", n)
+		t.Errorf("got %d attempts in a 1s wait on a lease held for a minute, want 1 (no polling)", n)
+	}
+}
+
+// A wait that ends just as the holder's lease runs out answers with one more
+// attempt, not with a *HeldError whose TTL is used up.
+func TestWaitEndingAtExpiryTriesOnceMore(t *testing.T) {
+	c, _ := newClient(t, nil)
+	name := uniq(t)
+	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Acquire(ctx, name, &lease.AcquireOptions{Wait: 300 * time.Millisecond})
+	var held *lease.HeldError
+	switch {
+	case err == nil:
+		if l.Fence == 0 {
+			t.Errorf("got %+v, want a grant with a fence", l)
+		}
+	case errors.As(err, &held):
+		if held.TTL <= 0 {
+			t.Errorf("got %+v, want a positive remaining TTL or a grant", held)
+		}
+	default:
+		t.Fatalf("got %v, want a grant or *HeldError", err)
 	}
 }
 
