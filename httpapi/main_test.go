@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,9 +177,12 @@ func (r *resp) want(t testing.TB, status int, code string) *resp {
 
 // uniq turns a test name into a valid, unique lease name.
 func uniq(t testing.TB) string {
-	r := strings.NewReplacer("/", ".", " ", "_", "#", "-", "(", "", ")", "", "'", "", "\"", "", ",", "")
-	return r.Replace(t.Name())
+	r := strings.NewReplacer("/", ".", " ", "_", "#", "-", "(", "", ")", "", "'", "", "\"", "", ",", "", "=", "")
+	return r.Replace(t.Name()) + "." + strconv.FormatInt(runs.Add(1), 10)
 }
+
+// runs counts uniq's calls, so a test run again (-count=N) gets new names.
+var runs atomic.Int64
 
 // anyJSON decodes b for a schema check.
 func anyJSON(t testing.TB, b []byte) any {
