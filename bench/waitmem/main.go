@@ -39,6 +39,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/leasehold/leasehold/internal/redistest"
 )
 
 type config struct {
@@ -91,12 +93,12 @@ func run(c *config) error {
 	}
 	redisAddr := c.redis
 	if redisAddr == "" {
-		stop, addr, err := startRedis(tmp)
+		srv, err := redistest.New()
 		if err != nil {
 			return err
 		}
-		defer stop()
-		redisAddr = addr
+		defer srv.Close()
+		redisAddr = srv.Addr()
 	}
 	fmt.Printf("waitmem: %d waiters on %d names, wait=%s, bin=%s\n", c.waiters, c.names, c.wait, c.bin)
 	var rss []int
@@ -130,44 +132,6 @@ func moduleRoot() (string, error) {
 		return "", errors.New("run from inside the leasehold module, or give -bin")
 	}
 	return filepath.Dir(mod), nil
-}
-
-// startRedis starts a redis-server without persistence on a free loopback
-// port and returns what stops it.
-func startRedis(dir string) (stop func(), addr string, err error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir)
-	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("redis-server: %w", err)
-	}
-	stop = func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-	}
-	addr = "127.0.0.1:" + strconv.Itoa(port)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if conn, err := net.Dial("tcp", addr); err == nil {
-			conn.Close()
-			return stop, addr, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, "", errors.New("redis-server did not answer within 10s")
-		}
-	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 type result struct {
