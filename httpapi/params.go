@@ -64,6 +64,20 @@ func (p *params) put(i int, v string) error {
 	return nil
 }
 
+// bodyKey looks up a key of the JSON body and marks it in seen, the keys
+// met so far: a key given twice is an error.
+func bodyKey(key string, allowed uint16, seen *uint16) (int, error) {
+	i, err := lookupParam(key, allowed)
+	if err != nil {
+		return 0, err
+	}
+	if *seen&(1<<i) != 0 {
+		return 0, badRequest("the parameter %q appears twice in the JSON body: give it once", key)
+	}
+	*seen |= 1 << i
+	return i, nil
+}
+
 func lookupParam(name string, allowed uint16) (int, error) {
 	for i, n := range paramNames {
 		if n == name && allowed&(1<<i) != 0 {
@@ -164,14 +178,10 @@ func (r *objectReader) params(allowed uint16, p *params) error {
 			r.peek()
 		}
 		key := r.str()
-		i, err := lookupParam(key, allowed)
+		i, err := bodyKey(key, allowed, &seen)
 		if err != nil {
 			return err
 		}
-		if seen&(1<<i) != 0 {
-			return badRequest("the parameter %q appears twice in the JSON body: give it once", key)
-		}
-		seen |= 1 << i
 		r.peek()
 		r.i++ // the colon
 		var v string
@@ -262,14 +272,10 @@ func parseBodyTokens(body []byte, allowed uint16, p *params) error {
 			return badJSON(err)
 		}
 		key, _ := tok.(string) // object keys are always strings
-		i, err := lookupParam(key, allowed)
+		i, err := bodyKey(key, allowed, &seen)
 		if err != nil {
 			return err
 		}
-		if seen&(1<<i) != 0 {
-			return badRequest("the parameter %q appears twice in the JSON body: give it once", key)
-		}
-		seen |= 1 << i
 		tok, err = dec.Token()
 		if err != nil {
 			return badJSON(err)
