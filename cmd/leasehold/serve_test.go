@@ -383,3 +383,54 @@ func TestServePprofOnlyWhenAsked(t *testing.T) {
 		t.Errorf("got exit code %d, want 0; logs:\n%s", code, logs)
 	}
 }
+
+// Redis credentials come with the URL: the default user's password
+// (redis://:PASS@...) and an ACL user (redis://USER:PASS@...). A wrong
+// password keeps the server up but not ready, and the log says why.
+func TestServeWithRedisCredentials(t *testing.T) {
+	bin := buildServeBinary(t)
+	rs := redistest.Start(t)
+	admin := rs.Client(t)
+	ctx := context.Background()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "alice", "on", ">alice-secret", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.ConfigSet(ctx, "requirepass", "default-secret").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, userinfo string
+		ready          bool
+	}{
+		{"default user", ":default-secret", true},
+		{"ACL user", "alice:alice-secret", true},
+		{"wrong password", "alice:wrong", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			url := "redis://" + tt.userinfo + "@" + rs.Addr() + "/0"
+			p := startServe(t, bin, nil, "--redis", url, "--redis-timeout", "500ms")
+			res, err := http.Get(p.url + "/readyz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			code, body, _ := servePost(t, p.url+"/v1/leases/creds-"+strings.ReplaceAll(tt.name, " ", "-")+"/acquire?ttl=5s")
+			_, logs := p.stop(t)
+			if tt.ready {
+				if res.StatusCode != 200 || code != 200 || body["token"] == nil {
+					t.Errorf("readyz %d, acquire %d %v; want 200 and a grant\n%s", res.StatusCode, code, body, logs)
+				}
+				if strings.Contains(logs, "secret") {
+					t.Errorf("the log shows the Redis password:\n%s", logs)
+				}
+				return
+			}
+			if res.StatusCode != 503 || code != 503 || body["error"] != "backend_unavailable" {
+				t.Errorf("readyz %d, acquire %d %v; want 503 backend_unavailable", res.StatusCode, code, body)
+			}
+			if !strings.Contains(strings.ToLower(logs), "wrongpass") && !strings.Contains(strings.ToLower(logs), "invalid username-password") {
+				t.Errorf("want the log to say the credentials were refused:\n%s", logs)
+			}
+		})
+	}
+}
