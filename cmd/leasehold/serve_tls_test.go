@@ -15,11 +15,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/leasehold/leasehold/httpapi"
+	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -86,4 +88,36 @@ func TestServeTLSWithAuthFile(t *testing.T) {
 func serveIsUnauthorized(err error) bool {
 	var ae *httpapi.AuthError
 	return err != nil && errors.As(err, &ae) && ae.Status == 401
+}
+
+// rediss:// talks TLS to Redis, verifying its certificate against the
+// system's roots (here SSL_CERT_FILE, which Go reads on Linux).
+func TestServeOverRedisTLS(t *testing.T) {
+	bin := buildServeBinary(t)
+	dir := t.TempDir()
+	certFile, keyFile, _ := serveSelfSigned(t, dir)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsPort := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	redistest.Start(t, "--tls-port", tlsPort, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--tls-ca-cert-file", certFile, "--tls-auth-clients", "no")
+	url := "rediss://127.0.0.1:" + tlsPort + "/0"
+
+	p := startServe(t, bin, []string{"SSL_CERT_FILE=" + certFile}, "--redis", url)
+	code, body, _ := servePost(t, p.url+"/v1/leases/over-tls/acquire?ttl=5s")
+	_, logs := p.stop(t)
+	if code != 200 || body["token"] == nil || !strings.Contains(logs, "tls=true") {
+		t.Errorf("acquire over rediss://: %d %v; want a grant, and tls=true in the log:\n%s", code, body, logs)
+	}
+
+	// Without the certificate's root the server does not trust Redis.
+	p = startServe(t, bin, []string{"SSL_CERT_FILE=" + filepath.Join(dir, "none.pem")}, "--redis", url, "--redis-timeout", "500ms")
+	code, body, _ = servePost(t, p.url+"/v1/leases/over-tls/acquire?ttl=5s")
+	_, logs = p.stop(t)
+	if code != 503 || body["error"] != "backend_unavailable" || !strings.Contains(logs, "certificate") {
+		t.Errorf("acquire over rediss:// with an untrusted certificate: %d %v; want 503 and a certificate error in the log:\n%s", code, body, logs)
+	}
 }
