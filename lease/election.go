@@ -84,9 +84,12 @@ type Election struct {
 
 	transitions atomic.Int64 // leaders observed, see Transitions
 
-	mu   sync.Mutex // guards term, last
+	mu   sync.Mutex // guards term, led, last
 	term *Keeper    // the current term while leading; nil otherwise
-	last int64      // fence of the last leader observed
+	// led is closed when Run's OnStartedLeading for term has returned; nil
+	// when term is not led by Run.
+	led  chan struct{}
+	last int64 // fence of the last leader observed
 }
 
 // NewElection returns an Election over c. It checks the name and identity.
@@ -166,15 +169,25 @@ func (e *Election) Campaign(ctx context.Context) (*Keeper, error) {
 }
 
 // Resign ends this candidate's term: it stops renewing and releases the
-// lease, so that another candidate is elected at once. ErrNotLeader when it
-// does not lead.
+// lease, so that another candidate is elected at once. When Run leads the
+// term, Resign first waits until OnStartedLeading has returned (its context
+// is cancelled), so that the next leader cannot start while this one still
+// acts. ErrNotLeader when it does not lead.
 func (e *Election) Resign(ctx context.Context) error {
 	e.mu.Lock()
-	k := e.term
-	e.term = nil
+	k, led := e.term, e.led
+	e.term, e.led = nil, nil
 	e.mu.Unlock()
 	if k == nil {
 		return ErrNotLeader
+	}
+	if led != nil {
+		k.Stop()
+		select {
+		case <-led:
+		case <-ctx.Done():
+			return context.Cause(ctx) // the lease expires by its TTL
+		}
 	}
 	return k.Release(ctx)
 }
@@ -280,6 +293,12 @@ func (e *Election) Run(ctx context.Context) error {
 // lead runs one term: OnStartedLeading until the term ends, then resigns and
 // calls OnStoppedLeading.
 func (e *Election) lead(ctx context.Context, k *Keeper) {
+	led := make(chan struct{})
+	e.mu.Lock()
+	if e.term == k {
+		e.led = led
+	}
+	e.mu.Unlock()
 	var wg sync.WaitGroup
 	if f := e.cfg.Callbacks.OnStartedLeading; f != nil {
 		l := k.Lease()
@@ -287,6 +306,7 @@ func (e *Election) lead(ctx context.Context, k *Keeper) {
 	}
 	<-k.Done()
 	wg.Wait()
+	close(led)
 	// Release what is still ours: on loss this is a no-op, on ctx's end it
 	// hands over at once instead of after the TTL.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout(e.cfg.TTL))
