@@ -81,6 +81,24 @@ func TestCluster(t *testing.T) {
 	if _, err := c.Acquire(ctx, l.Name, nil); !errors.Is(err, lease.ErrHeld) {
 		t.Errorf("Acquire of a held lease: got %v, want ErrHeld", err)
 	}
+	// A caller of another Client waits: the release is announced on the
+	// lease's shard, and the waiter is granted.
+	waiter := lease.New(rdb, nil)
+	defer waiter.Close()
+	got := make(chan error, 1)
+	go func() {
+		w, err := waiter.Acquire(ctx, l.Name, &lease.AcquireOptions{Wait: 10 * time.Second})
+		if err == nil {
+			err = waiter.Release(ctx, w.Name, w.Token)
+		}
+		got <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); waiter.Waiters(l.Name) == 0 || rdb.HGet(ctx, "leasehold:{jobs:07}", "w").Val() == ""; {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter did not mark the lease")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	if err := c.Release(ctx, l.Name, l.Token); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
@@ -89,6 +107,9 @@ func TestCluster(t *testing.T) {
 	msg, err := sub.ReceiveMessage(tctx)
 	if err != nil || msg.Payload != fmt.Sprint(l.Fence) {
 		t.Errorf("got sharded announcement %v (%v), want fence %d", msg, err, l.Fence)
+	}
+	if err := <-got; err != nil {
+		t.Errorf("the waiter of another Client: %v", err)
 	}
 	if _, err := c.Get(ctx, l.Name); !errors.Is(err, lease.ErrNotFound) {
 		t.Errorf("Get after release: got %v, want ErrNotFound", err)

@@ -48,7 +48,7 @@ import (
 var (
 	acquireScript = newScript(lua.Acquire, 2)
 	renewScript   = newScript(lua.Renew, 1)
-	releaseScript = newScript(lua.Release, 1)
+	releaseScript = newScript(lua.Release, 2)
 	inspectScript = newScript(lua.Inspect, 1)
 )
 
@@ -166,6 +166,10 @@ type Client struct {
 	// announce is release.lua's ARGV[2], boxed once: "s" (SPUBLISH) when
 	// sharded, else "p" (PUBLISH).
 	announce any
+	// id names this Client in the waiter marks of the scripts (field w): a
+	// release hands a lease over to this Client's next waiter only when no
+	// other client's callers wait for it.
+	id string
 	// ap is rdb's autopipeliner when Options.AutoPipeline is set, else nil.
 	ap       *redis.AutoPipeliner
 	inflight atomic.Int64 // calls running a script: with ap, a lone one skips it
@@ -173,7 +177,7 @@ type Client struct {
 
 // New returns a Client over rdb: a single Redis, Sentinel or Cluster client.
 func New(rdb redis.UniversalClient, opts *Options) *Client {
-	c := &Client{rdb: rdb, prefix: "leasehold:", maxTTL: DefaultMaxTTL, maxWait: DefaultMaxWait}
+	c := &Client{rdb: rdb, prefix: "leasehold:", maxTTL: DefaultMaxTTL, maxWait: DefaultMaxWait, id: NewToken()[:12]}
 	if opts != nil {
 		if opts.KeyPrefix != "" {
 			c.prefix = opts.KeyPrefix
@@ -276,7 +280,7 @@ func (c *Client) Acquire(ctx context.Context, name string, opts *AcquireOptions)
 	if o.Wait > 0 {
 		return c.acquireWait(ctx, name, &o, ownToken)
 	}
-	return c.tryAcquire(ctx, name, &o)
+	return c.tryAcquire(ctx, name, &o, "")
 }
 
 func (c *Client) checkAcquire(name string, o *AcquireOptions) error {
@@ -303,11 +307,13 @@ func (c *Client) checkAcquire(name string, o *AcquireOptions) error {
 	return nil
 }
 
-// tryAcquire runs the acquire script once.
-func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
+// tryAcquire runs the acquire script once. A caller that will wait when
+// the lease is held passes its Client's id as waiter, so that the lease is
+// marked and its release announced.
+func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions, waiter string) (*Lease, error) {
 	ttl := o.TTL.Milliseconds()
 	key, fence := c.fenceKey(name)
-	res, err := c.run(ctx, acquireScript, key, fence, o.Token, o.Holder, o.Metadata, ttl)
+	res, err := c.run(ctx, acquireScript, key, fence, o.Token, o.Holder, o.Metadata, ttl, waiter)
 	if err != nil {
 		return nil, c.backendErr("acquire", true, err)
 	}
@@ -359,8 +365,11 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 	return nil, r.unexpected("renew")
 }
 
-// Release deletes the lease for the holder of token and wakes its waiters. It
-// never removes another holder's lease: that is a *NotHolderError.
+// Release ends the lease for the holder of token. When a caller of this
+// Client waits for it, and no caller of another client does, the lease goes
+// straight to the oldest such waiter in the same script call (with a new
+// fence); otherwise it is deleted and its waiters are told. It never removes
+// another holder's lease: that is a *NotHolderError.
 func (c *Client) Release(ctx context.Context, name, token string) error {
 	if err := ValidateName(name); err != nil {
 		return err
@@ -368,7 +377,54 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 	if err := ValidateToken(token); err != nil {
 		return err
 	}
-	res, err := c.run(ctx, releaseScript, c.key(name), token, c.announce) // publishes on c.channel(name)
+	key, fence := c.fenceKey(name)
+	for first := true; ; first = false {
+		w := c.sub.claim(c.channel(name))
+		var (
+			res []any
+			err error
+			o   *AcquireOptions
+		)
+		if w == nil {
+			res, err = c.run(ctx, releaseScript, key, fence, token, c.announce) // publishes on c.channel(name)
+		} else {
+			o = w.opts
+			res, err = c.run(ctx, releaseScript, key, fence, token, c.announce, c.id, o.Token, o.Holder, o.Metadata, o.TTL.Milliseconds())
+		}
+		r := reply(res)
+		handed := err == nil && r.str(0) == "handed"
+		var malformed error
+		if handed {
+			malformed = r.err("release", 3)
+		}
+		if !handed || malformed != nil {
+			if w != nil {
+				// Gone, or in a state we cannot tell: the waiter looks for itself.
+				w.unclaim(err != nil || malformed != nil || r.str(0) == "not_found")
+			}
+			switch {
+			case !first:
+				return nil // the caller's lease was released; this one expires
+			case malformed != nil:
+				return malformed
+			}
+			return c.released(name, res, err)
+		}
+		ttl := o.TTL.Milliseconds()
+		if w.hand(&Lease{
+			Name: name, Holder: o.Holder, Token: o.Token, Fence: r.int(1),
+			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata,
+		}) {
+			return nil
+		}
+		// The waiter gave up while the lease was on its way to it: release
+		// that grant in turn, to the next waiter if there is one.
+		token = o.Token
+	}
+}
+
+// released reads the reply of a release that did not hand the lease over.
+func (c *Client) released(name string, res []any, err error) error {
 	if err != nil {
 		return c.backendErr("release", true, err)
 	}

@@ -142,7 +142,7 @@ func (r *Redlock) Acquire(ctx context.Context, name string, opts *AcquireOptions
 func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
 	start := time.Now()
 	grants, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (*Lease, error) {
-		return c.tryAcquire(ctx, name, o)
+		return c.tryAcquire(ctx, name, o, "")
 	})
 	var (
 		got   []*Lease

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -31,6 +32,10 @@ type subscriber struct {
 	mu     sync.Mutex
 	conns  map[string]*psconn // by shard key; guarded by mu
 	closed bool               // guarded by mu
+
+	// waiting counts the waiters in all queues, so that a Release finds out
+	// without the lock that it has nobody to hand its lease to.
+	waiting atomic.Int64
 }
 
 // psconn is one pub/sub connection and the goroutine that serves it. Its
@@ -76,31 +81,43 @@ type topic struct {
 	retried int       // wake-ups that a completed attempt has covered
 }
 
-// waiter is one waiting Acquire.
+// waiter is one waiting Acquire. Its fields after wake are guarded by
+// subscriber.mu.
 type waiter struct {
 	s    *subscriber
 	t    *topic
 	c    *psconn
-	wake chan struct{} // buffered 1: something changed, look again
-	gone bool
+	opts *AcquireOptions // what the waiter asks for, to hand a lease over to it
+	wake chan struct{}   // buffered 1: something changed, look again
+
+	claimed bool   // a Release is handing it the lease right now
+	handed  *Lease // the lease a Release handed it, not yet taken
+	gone    bool   // left its queue
+	won     bool   // left with a lease of its own attempt (same token as handed)
 }
 
 func newSubscriber(rdb redis.UniversalClient, sharded bool) *subscriber {
 	return &subscriber{rdb: rdb, sharded: sharded, healthEvery: healthEvery, conns: map[string]*psconn{}}
 }
 
-// join puts a waiter at the back of channel's queue, subscribing the
+// shard names the connection that serves channel: one per hash slot in a
+// Redis Cluster, one in all otherwise.
+func (s *subscriber) shard(channel string) string {
+	if !s.sharded {
+		return ""
+	}
+	return strconv.Itoa(int(slot(channel)))
+}
+
+// join puts a waiter for o at the back of channel's queue, subscribing the
 // channel when it is the first.
-func (s *subscriber) join(channel string) (*waiter, error) {
+func (s *subscriber) join(channel string, o *AcquireOptions) (*waiter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
 	}
-	key := ""
-	if s.sharded {
-		key = strconv.Itoa(int(slot(channel)))
-	}
+	key := s.shard(channel)
 	c := s.conns[key]
 	if c == nil {
 		c = &psconn{s: s, key: key, topics: map[string]*topic{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
@@ -113,9 +130,65 @@ func (s *subscriber) join(channel string) (*waiter, error) {
 		c.topics[channel] = t
 		c.send(true, channel)
 	}
-	w := &waiter{s: s, t: t, c: c, wake: make(chan struct{}, 1)}
+	w := &waiter{s: s, t: t, c: c, opts: o, wake: make(chan struct{}, 1)}
 	t.queue = append(t.queue, w)
+	s.waiting.Add(1)
 	return w, nil
+}
+
+// claim picks the waiter that a Release of channel's lease may hand it to:
+// the head of the queue, unless another Release is handing it one already.
+// Nil means a plain release. The claim ends with hand or unclaim.
+func (s *subscriber) claim(channel string) *waiter {
+	if s.waiting.Load() == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.conns[s.shard(channel)]
+	if s.closed || c == nil {
+		return nil
+	}
+	t := c.topics[channel]
+	if t == nil || len(t.queue) == 0 {
+		return nil
+	}
+	w := t.queue[0]
+	if w.claimed || w.handed != nil {
+		return nil
+	}
+	w.claimed = true
+	return w
+}
+
+// hand gives w the lease that a Release granted it, and says whether it is
+// in good hands: false when w left without it, so the caller must release
+// it again.
+func (w *waiter) hand(l *Lease) bool {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	w.claimed = false
+	if w.gone {
+		// won: its own attempt took the lease with the same token, in
+		// effect the same grant, and its caller holds it.
+		return w.won
+	}
+	w.handed = l
+	w.t.known, w.t.holder, w.t.expiry = true, l.Fence, time.Now().Add(l.TTL)
+	w.poke()
+	return true
+}
+
+// unclaim ends a claim that handed nothing over. With retry the state of
+// the lease is unknown (Redis failed, or it is gone), so the head attempts.
+func (w *waiter) unclaim(retry bool) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	w.claimed = false
+	if retry && len(w.t.queue) > 0 {
+		w.t.retries++
+	}
+	w.t.pokeHead()
 }
 
 // send queues a command for the connection's goroutine. Commands go out in
@@ -145,23 +218,26 @@ func (t *topic) pokeHead() {
 	}
 }
 
-// turn says whether w should attempt the acquire now and, if not, until
-// when it may sleep (zero: until woken). It returns the retry count the
-// attempt covers, for done.
-func (w *waiter) turn(now time.Time) (attempt bool, until time.Time, retries int, closed bool) {
+// turn says whether w was handed the lease, or should attempt the acquire
+// now and, if not, until when it may sleep (zero: until woken). It returns
+// the retry count the attempt covers, for done.
+func (w *waiter) turn(now time.Time) (handed *Lease, attempt bool, until time.Time, retries int, closed bool) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	t := w.t
 	if w.s.closed {
-		return false, time.Time{}, 0, true
+		return nil, false, time.Time{}, 0, true
 	}
-	if t.queue[0] != w || !t.confirmed && !t.failed {
-		return false, time.Time{}, 0, false
+	if w.handed != nil {
+		return w.handed, false, time.Time{}, 0, false
+	}
+	if t.queue[0] != w || w.claimed || !t.confirmed && !t.failed {
+		return nil, false, time.Time{}, 0, false
 	}
 	if !t.known || t.retries > t.retried || !now.Before(t.expiry) {
-		return true, time.Time{}, t.retries, false
+		return nil, true, time.Time{}, t.retries, false
 	}
-	return false, t.expiry, 0, false
+	return nil, false, t.expiry, 0, false
 }
 
 // done records the outcome of an attempt: the fence and expiry of whoever
@@ -170,21 +246,29 @@ func (w *waiter) done(retries int, fence int64, expiry time.Time) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	t := w.t
-	t.known, t.holder, t.expiry = true, fence, expiry
+	if fence >= t.holder { // not older news than a hand-over told
+		t.known, t.holder, t.expiry = true, fence, expiry
+	}
 	t.retried = max(t.retried, retries)
 }
 
-// leave takes w out of its queue. The next waiter becomes head and is told;
-// whatever w learned stays with the topic. When the queue is empty the
-// channel is unsubscribed, and the connection closed when it was the last.
-func (w *waiter) leave() {
+// leave takes w out of its queue; won says that it leaves with a lease of
+// its own attempt. The next waiter becomes head and is told; whatever w
+// learned stays with the topic. When the queue is empty the channel is
+// unsubscribed, and the connection closed when it was the last. It returns
+// a lease handed to w that w did not take, for the caller to release.
+func (w *waiter) leave(won bool) (untaken *Lease) {
 	s := w.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if w.gone {
-		return
+		return nil
 	}
-	w.gone = true
+	w.gone, w.won = true, won
+	if !won {
+		untaken = w.handed
+	}
+	s.waiting.Add(-1)
 	t, c := w.t, w.c
 	for i, x := range t.queue {
 		if x == w {
@@ -196,10 +280,11 @@ func (w *waiter) leave() {
 		}
 	}
 	if len(t.queue) > 0 {
-		return
+		return untaken
 	}
 	t.known, t.holder, t.expiry, t.retries, t.retried = false, 0, time.Time{}, 0, 0
 	c.unsubscribeIdle(t)
+	return untaken
 }
 
 // unsubscribeIdle drops a topic without waiters; with s.mu held.

@@ -22,7 +22,9 @@ var testHookAttempted func(name string, err error)
 // Waiters of one Client on one name form a queue: only the oldest attempts,
 // so one release costs one attempt per process, and the lease goes to them
 // in arrival order. A waiter that loses the race to another process stays at
-// the front.
+// the front. A Release through the same Client hands the lease straight to
+// the oldest waiter (see Client.Release), so that waiter gets it without an
+// attempt of its own.
 //
 // When o.Wait ends without a grant the error is the *HeldError of the last
 // attempt, its TTL less the time since that attempt (so it still says how
@@ -33,11 +35,16 @@ var testHookAttempted func(name string, err error)
 // failed subscription connection makes the head attempt at once, so a Redis
 // that is down or hung ends the wait within about two health intervals.
 func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
-	w, err := c.sub.join(c.channel(name))
+	w, err := c.sub.join(c.channel(name), o)
 	if err != nil {
 		return nil, &BackendError{Op: "acquire", Err: err}
 	}
-	defer w.leave()
+	var got *Lease // what this call returns
+	defer func() {
+		if untaken := w.leave(got != nil); untaken != nil {
+			c.abandon(name, untaken.Token, nil)
+		}
+	}()
 
 	end := time.NewTimer(o.Wait)
 	defer end.Stop()
@@ -49,9 +56,13 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 		lastAt time.Time  // when it was answered
 	)
 	for {
-		attempt, until, retries, closed := w.turn(time.Now())
+		handed, attempt, until, retries, closed := w.turn(time.Now())
 		if closed {
 			return nil, &BackendError{Op: "acquire", Err: ErrClosed}
+		}
+		if handed != nil {
+			got = handed
+			return got, nil
 		}
 		if attempt {
 			l, err := c.attempt(ctx, name, o)
@@ -59,7 +70,8 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 			switch {
 			case err == nil:
 				w.done(retries, l.Fence, time.Now().Add(l.TTL))
-				return l, nil
+				got = l
+				return got, nil
 			case errors.As(err, &held):
 				// PTTL counts whole milliseconds: never retry sooner than 1ms.
 				lastAt = time.Now()
@@ -87,6 +99,10 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 		case <-w.wake:
 		case <-nap.C:
 		case <-end.C:
+			if handed, _, _, _, _ := w.turn(time.Now()); handed != nil {
+				got = handed // handed over just as the wait ended
+				return got, nil
+			}
 			left := time.Duration(0)
 			if last != nil {
 				left = last.TTL - time.Since(lastAt)
@@ -94,7 +110,8 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 			if left < time.Millisecond {
 				// Never tried (never confirmed subscribed), or the holder's
 				// lease has run out just now: the answer is one more attempt.
-				return c.attempt(ctx, name, o)
+				got, err = c.attempt(ctx, name, o)
+				return got, err
 			}
 			held := *last
 			held.TTL = left.Truncate(time.Millisecond)
@@ -112,7 +129,7 @@ func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions
 }
 
 func (c *Client) attempt(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
-	l, err := c.tryAcquire(ctx, name, o)
+	l, err := c.tryAcquire(ctx, name, o, c.id)
 	if testHookAttempted != nil {
 		testHookAttempted(name, err)
 	}
@@ -120,8 +137,9 @@ func (c *Client) attempt(ctx context.Context, name string, o *AcquireOptions) (*
 }
 
 // abandon releases a grant that may have been made for a waiter whose
-// context ended during its attempt, so that it leaves no lease behind. The
-// token was made by Acquire, so nobody else can hold it.
+// context ended during its attempt (err is the attempt's error), or that was
+// handed to it as it left (err is nil), so that it leaves no lease behind.
+// The token was made by Acquire, so nobody else can hold it.
 func (c *Client) abandon(name, token string, err error) {
 	var be *BackendError
 	if errors.As(err, &be) && !be.MayHaveApplied {

@@ -71,13 +71,14 @@ func acquireAsync(c *lease.Client, ctx context.Context, name string, o *lease.Ac
 
 // wokenByRelease is the heart of every "a release wakes the waiter" test: a
 // lease held for a minute, one waiter that makes its first attempt, then
-// whileWaiting (to inspect the subscription), then the release. The waiter
-// must be granted a higher fence at once, after exactly two attempts: not by
-// the holder's expiry, not by polling.
-func wokenByRelease(t *testing.T, c *lease.Client, whileWaiting func(name string)) {
+// whileWaiting (to inspect the subscription), then the release through
+// another Client (another process: the release is announced, not handed
+// over). The waiter must be granted a higher fence at once, after exactly
+// two attempts: not by the holder's expiry, not by polling.
+func wokenByRelease(t *testing.T, c, other *lease.Client, whileWaiting func(name string)) {
 	t.Helper()
 	name := uniq(t)
-	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	holder, err := other.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func wokenByRelease(t *testing.T, c *lease.Client, whileWaiting func(name string
 	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
 	eventually(t, 5*time.Second, "the waiter made no first attempt", func() bool { return attempts() == 1 })
 	whileWaiting(name)
-	if err := c.Release(ctx, name, holder.Token); err != nil {
+	if err := other.Release(ctx, name, holder.Token); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -107,8 +108,9 @@ func wokenByRelease(t *testing.T, c *lease.Client, whileWaiting func(name string
 func TestWaitIsWokenByRelease(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	c, rdb := newClient(t, nil)
+	other, _ := newClient(t, nil)
 	var channel string
-	wokenByRelease(t, c, func(name string) {
+	wokenByRelease(t, c, other, func(name string) {
 		channel = "leasehold:{" + name + "}:released"
 		if n := numsub(t, rdb, channel); n != 1 {
 			t.Fatalf("got %d subscribers of the release channel while waiting, want 1", n)
@@ -119,33 +121,44 @@ func TestWaitIsWokenByRelease(t *testing.T) {
 	})
 }
 
+// releasers gives the two ways a release reaches a waiter of c: through c
+// itself (handed over) and through another Client (announced).
+func releasers(t *testing.T, c *lease.Client) map[string]*lease.Client {
+	other, _ := newClient(t, nil)
+	return map[string]*lease.Client{"handed over": c, "announced": other}
+}
+
 // A release that lands right after the waiter's first (failed) attempt,
-// before it goes to sleep, must still wake it.
+// before it goes to sleep, must still reach it.
 func TestWaitMissesNoReleaseAfterTheFirstAttempt(t *testing.T) {
 	c, _ := newClient(t, nil)
-	name := uniq(t)
-	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	countAttempts(t, name, func(err error) {
-		once.Do(func() {
-			if !errors.Is(err, lease.ErrHeld) {
-				t.Errorf("first attempt: got %v, want held", err)
+	for how, rel := range releasers(t, c) {
+		t.Run(how, func(t *testing.T) {
+			name := uniq(t)
+			holder, err := rel.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+			if err != nil {
+				t.Fatal(err)
 			}
-			if err := c.Release(ctx, name, holder.Token); err != nil {
-				t.Errorf("release: %v", err)
+			var once sync.Once
+			countAttempts(t, name, func(err error) {
+				once.Do(func() {
+					if !errors.Is(err, lease.ErrHeld) {
+						t.Errorf("first attempt: got %v, want held", err)
+					}
+					if err := rel.Release(ctx, name, holder.Token); err != nil {
+						t.Errorf("release: %v", err)
+					}
+				})
+			})
+			start := time.Now()
+			l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 10 * time.Second})
+			if err != nil {
+				t.Fatalf("got %v after %s, want a grant (the release came right after the first attempt)", err, time.Since(start))
+			}
+			if l.Fence <= holder.Fence {
+				t.Errorf("got fence %d, want more than %d", l.Fence, holder.Fence)
 			}
 		})
-	})
-	start := time.Now()
-	l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 10 * time.Second})
-	if err != nil {
-		t.Fatalf("got %v after %s, want a grant (the release came right after the first attempt)", err, time.Since(start))
-	}
-	if l.Fence <= holder.Fence {
-		t.Errorf("got fence %d, want more than %d", l.Fence, holder.Fence)
 	}
 }
 
@@ -153,23 +166,137 @@ func TestWaitMissesNoReleaseAfterTheFirstAttempt(t *testing.T) {
 // through one (each holder's TTL is a minute, each wait 10s).
 func TestWaitMissesNoReleaseRacing(t *testing.T) {
 	c, _ := newClient(t, nil)
-	base := uniq(t)
-	for i := range 100 {
-		name := fmt.Sprintf("%s.%d", base, i)
-		holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 10 * time.Second})
-		if i%4 != 0 {
-			time.Sleep(time.Duration(i%7) * 100 * time.Microsecond)
-		}
-		if err := c.Release(ctx, name, holder.Token); err != nil {
-			t.Fatal(err)
-		}
-		if r := <-got; r.err != nil {
-			t.Fatalf("iteration %d: got %v, want a grant", i, r.err)
-		}
+	for how, rel := range releasers(t, c) {
+		t.Run(how, func(t *testing.T) {
+			base := uniq(t)
+			for i := range 100 {
+				name := fmt.Sprintf("%s.%d", base, i)
+				holder, err := rel.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 10 * time.Second})
+				if i%4 != 0 {
+					time.Sleep(time.Duration(i%7) * 100 * time.Microsecond)
+				}
+				if err := rel.Release(ctx, name, holder.Token); err != nil {
+					t.Fatal(err)
+				}
+				if r := <-got; r.err != nil {
+					t.Fatalf("iteration %d: got %v, want a grant", i, r.err)
+				}
+			}
+		})
+	}
+}
+
+// A release through the waiter's own Client hands the lease straight over:
+// granted with a new fence in the release's own script call, without an
+// attempt of the waiter's after its first, and without an announcement.
+func TestReleaseHandsOverToTheNextWaiter(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	c, rdb := newClient(t, nil)
+	name := uniq(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: 40 * time.Second, Holder: "next", Metadata: "m", Wait: 20 * time.Second})
+	eventually(t, 5*time.Second, "the waiter made no first attempt", func() bool { return attempts() == 1 })
+	sub := rdb.Subscribe(ctx, "leasehold:{"+name+"}:released")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := evalshaCalls(t, rdb)
+	if err := c.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	var r result
+	select {
+	case r = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter was not granted within 10s of the release")
+	}
+	if r.err != nil {
+		t.Fatalf("waiting Acquire: %v", r.err)
+	}
+	if r.l.Fence <= holder.Fence || r.l.Holder != "next" || r.l.Metadata != "m" || r.l.TTL != 40*time.Second {
+		t.Errorf("got %+v, want a new fence above %d, holder next, metadata m, TTL 40s", r.l, holder.Fence)
+	}
+	if n := attempts(); n != 1 {
+		t.Errorf("got %d attempts, want only the first: the release handed the lease over", n)
+	}
+	if n := evalshaCalls(t, rdb) - before; n != 1 {
+		t.Errorf("got %d EVALSHA calls from release to grant, want 1", n)
+	}
+	now, err := c.Verify(ctx, name, lease.Proof{Token: r.l.Token})
+	if err != nil || now.Fence != r.l.Fence {
+		t.Errorf("Verify of the handed-over grant: got %+v, %v; want fence %d", now, err, r.l.Fence)
+	}
+	if pttl, _ := rdb.PTTL(ctx, "leasehold:{"+name+"}").Result(); pttl <= 39*time.Second || pttl > 40*time.Second {
+		t.Errorf("got PTTL %v, want the waiter's 40s", pttl)
+	}
+	rdb.Publish(ctx, "leasehold:{"+name+"}:released", "marker")
+	if msg, err := sub.ReceiveMessage(ctx); err != nil || msg.Payload != "marker" {
+		t.Errorf("got %v (%v) first, want no announcement of a hand-over", msg, err)
+	}
+	if err := c.Release(ctx, name, r.l.Token); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the client still has a pub/sub connection", func() bool { return c.Conns() == 0 })
+}
+
+// A Client whose callers take turns on a lease without pause must not keep
+// it from another Client's waiter: that waiter marks the lease, so the next
+// release is announced rather than handed over, and it gets its chance.
+func TestHandOverLetsAnotherClientsWaiterIn(t *testing.T) {
+	c1, _ := newClient(t, nil)
+	c2, _ := newClient(t, nil)
+	name := uniq(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var turns atomic.Int64
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l, err := c1.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+				if err != nil {
+					t.Errorf("c1 caller %d: %v", i, err)
+					return
+				}
+				turns.Add(1)
+				time.Sleep(time.Millisecond)
+				if err := c1.Release(ctx, name, l.Token); err != nil {
+					t.Errorf("c1 caller %d release: %v", i, err)
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	eventually(t, 5*time.Second, "c1's callers took no turns", func() bool { return turns.Load() > 20 })
+	start := time.Now()
+	l, err := c2.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+	if err != nil {
+		t.Fatalf("c2's waiter: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("c2's waiter got the lease after %s, want it within a few of c1's turns (TTL 1m)", d)
+	}
+	if err := c2.Release(ctx, name, l.Token); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -353,51 +480,69 @@ func TestWaitServesArrivalOrder(t *testing.T) {
 	}
 }
 
-// A release wakes one waiter of a Client, not all of them: every grant
-// costs one attempt.
+// A release wakes one waiter of a Client, not all of them. Released
+// through the waiters' own Client, every grant costs one script call (the
+// release that hands it over); through another Client, one attempt and one
+// release.
 func TestWaitNoHerd(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	c := lease.New(rdb, nil)
+	other := lease.New(rdb, nil)
 	if err := c.LoadScripts(ctx); err != nil { // no NOSCRIPT round trips to count
 		t.Fatal(err)
 	}
-	name := uniq(t)
-	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	attempts := countAttempts(t, name, nil)
 	const n = 20
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+	for _, tt := range []struct {
+		how                    string
+		rel                    *lease.Client
+		wantAttempts, wantEval int64
+	}{
+		// The head's first held attempt; 1 release by the holder, then one
+		// release per waiter that hands the lease to the next.
+		{"handed over", c, 1, 1 + n},
+		// The head's first held attempt, then one granted attempt per
+		// waiter; 1 release by the holder, then per waiter one acquire and
+		// one release.
+		{"announced", other, 1 + n, 1 + 2*n},
+	} {
+		t.Run(tt.how, func(t *testing.T) {
+			name := uniq(t)
+			holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
 			if err != nil {
-				t.Errorf("waiter %d: %v", i, err)
-				return
+				t.Fatal(err)
 			}
-			time.Sleep(time.Millisecond) // hold it a moment
-			if err := c.Release(ctx, name, l.Token); err != nil {
-				t.Errorf("waiter %d release: %v", i, err)
+			attempts := countAttempts(t, name, nil)
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 20 * time.Second})
+					if err != nil {
+						t.Errorf("waiter %d: %v", i, err)
+						return
+					}
+					time.Sleep(time.Millisecond) // hold it a moment
+					if err := tt.rel.Release(ctx, name, l.Token); err != nil {
+						t.Errorf("waiter %d release: %v", i, err)
+					}
+				}()
 			}
-		}()
-	}
-	eventually(t, 5*time.Second, "not all waiters joined", func() bool { return c.Waiters(name) == n })
-	before := evalshaCalls(t, rdb)
-	if err := c.Release(ctx, name, holder.Token); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	// The head's first held attempt, then one granted attempt per waiter.
-	if got := attempts(); got != n+1 {
-		t.Errorf("got %d acquire attempts for %d grants, want %d", got, n, n+1)
-	}
-	// 1 release by the holder, then per waiter one acquire and one release.
-	if got, want := evalshaCalls(t, rdb)-before, int64(1+2*n); got != want {
-		t.Errorf("got %d EVALSHA calls, want %d", got, want)
+			eventually(t, 5*time.Second, "not all waiters joined", func() bool { return c.Waiters(name) == n })
+			eventually(t, 5*time.Second, "the head made no first attempt", func() bool { return attempts() == 1 })
+			before := evalshaCalls(t, rdb)
+			if err := tt.rel.Release(ctx, name, holder.Token); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			if got := attempts(); got != tt.wantAttempts {
+				t.Errorf("got %d acquire attempts for %d grants, want %d", got, n, tt.wantAttempts)
+			}
+			if got := evalshaCalls(t, rdb) - before; got != tt.wantEval {
+				t.Errorf("got %d EVALSHA calls, want %d", got, tt.wantEval)
+			}
+		})
 	}
 }
 
@@ -550,7 +695,7 @@ func TestWaitCluster(t *testing.T) {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{srv.Addr()}})
 	defer cc.Close()
 	c := lease.New(cc, clientOptions(nil))
-	wokenByRelease(t, c, func(name string) {
+	wokenByRelease(t, c, lease.New(cc, clientOptions(nil)), func(name string) {
 		ch := "leasehold:{" + name + "}:released"
 		if m, err := plain.PubSubShardNumSub(ctx, ch).Result(); err != nil || m[ch] != 1 {
 			t.Fatalf("got PUBSUB SHARDNUMSUB %v (%v), want 1 shard subscriber", m, err)
@@ -570,7 +715,7 @@ func TestWaitOnEmbeddedStore(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: store.Addr()})
 	defer rdb.Close()
 	c := lease.New(rdb, nil)
-	wokenByRelease(t, c, func(string) {
+	wokenByRelease(t, c, lease.New(rdb, nil), func(string) {
 		time.Sleep(300 * time.Millisecond) // several health intervals: a failed PING would show as extra attempts
 	})
 	eventually(t, 5*time.Second, "the client still has a pub/sub connection", func() bool { return c.Conns() == 0 })

@@ -7,12 +7,22 @@
 -- ARGV[2]  holder label ("" for none)
 -- ARGV[3]  metadata ("" for none)
 -- ARGV[4]  ttl in milliseconds (an integer > 0, checked by the caller)
+-- ARGV[5]  id of the caller's client when the caller will wait for a release,
+--          else "" (or absent)
 --
 -- Replies
 --   {"granted", fence, now_ms, 0}  a new grant with a new fence, for ARGV[4] ms
 --   {"granted", fence, now_ms, 1}  the caller's token already held it: same fence,
 --                                  TTL/holder/metadata from this call
---   {"held", holder, fence, pttl_ms, now_ms}  held by another; nothing changed
+--   {"held", holder, fence, pttl_ms, now_ms}  held by another; nothing changed,
+--                                  except the waiter mark below
+--
+-- Field w marks a lease whose release must be announced, because callers
+-- wait for it (release.lua announces only marked leases): it is the id of
+-- the one client whose callers wait, or "*" when callers of several do. A
+-- waiting caller marks the lease when it finds it held, and when it is
+-- granted it (other callers of its client may wait behind it); the holder's
+-- own re-grant and renew keep the mark.
 --
 -- The hash holds t (token), f (fence), l (TTL in ms), and h (holder) and m
 -- (metadata) only when they are not empty: a missing field reads as "", and
@@ -45,10 +55,15 @@ local function optional(set)
   return del
 end
 
-local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f')
+local waiter = ARGV[5] or ''
+local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f', 'w')
 if cur[1] then
   if cur[1] == ARGV[1] then
     local set = {'l', ARGV[4]}
+    if waiter ~= '' and not cur[4] then
+      set[#set + 1] = 'w'
+      set[#set + 1] = waiter
+    end
     local del = optional(set)
     redis.call('HSET', KEYS[1], unpack(set))
     if #del > 0 then
@@ -56,6 +71,9 @@ if cur[1] then
     end
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
     return {'granted', tonumber(cur[3]), now_ms, 1}
+  end
+  if waiter ~= '' and cur[4] ~= waiter and cur[4] ~= '*' then
+    redis.call('HSET', KEYS[1], 'w', cur[4] and '*' or waiter)
   end
   return {'held', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
 end
@@ -71,12 +89,16 @@ if last and tonumber(last) >= fence then
   digits = string.format('%.0f', fence)
   redis.call('SET', KEYS[2], digits)
 end
-if ARGV[2] == '' and ARGV[3] == '' then
+if ARGV[2] == '' and ARGV[3] == '' and waiter == '' then
   -- The common bare lease, without building tables.
   redis.call('HSET', KEYS[1], 't', ARGV[1], 'f', digits, 'l', ARGV[4])
 else
   local set = {'t', ARGV[1], 'f', digits, 'l', ARGV[4]}
   optional(set)
+  if waiter ~= '' then
+    set[#set + 1] = 'w'
+    set[#set + 1] = waiter
+  end
   redis.call('HSET', KEYS[1], unpack(set))
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])

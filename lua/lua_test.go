@@ -149,7 +149,7 @@ func TestEmptyHolderAndMetadataAreNotStored(t *testing.T) {
 			[]any{"renewed", f, int64(5000), "<int>", "", ""}, []int{3}},
 		{"renew not_holder", run(t, rdb, lua.Renew, []string{key}, tokB, 0),
 			[]any{"not_holder", "", f, "<int>", "<int>"}, []int{3, 4}},
-		{"release not_holder", run(t, rdb, lua.Release, []string{key}, tokB, "p"),
+		{"release not_holder", run(t, rdb, lua.Release, []string{key, fence}, tokB, "p"),
 			[]any{"not_holder", "", f, "<int>", "<int>"}, []int{3, 4}},
 		{"inspect", run(t, rdb, lua.Inspect, []string{key}, ""),
 			[]any{"held", "", f, "<int>", "<int>", "", int64(0)}, []int{3, 4}},
@@ -186,38 +186,52 @@ func TestRenewBranches(t *testing.T) {
 
 func TestReleaseBranches(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
-	release := func(tok, announce string) []any {
-		return run(t, rdb, lua.Release, []string{key}, tok, announce)
+	release := func(tok, announce string, handover ...any) []any {
+		return run(t, rdb, lua.Release, []string{key, fence}, append([]any{tok, announce}, handover...)...)
 	}
 	grant := func() int64 {
+		rdb.Del(ctx, key)
 		return run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "", 5000)[1].(int64)
+	}
+	// mark is a failed attempt of a caller of client id that will wait.
+	mark := func(id string) {
+		if r := run(t, rdb, lua.Acquire, []string{key, fence}, tokB, "b", "", 5000, id); r[0] != "held" {
+			t.Fatalf("marking attempt: got %v, want held", r)
+		}
 	}
 
 	f := grant()
 	if r, want := release(tokB, "p"), []any{"not_holder", "a", f, "<int>", "<int>"}; !reflect.DeepEqual(shape(r, 3, 4), want) {
 		t.Errorf("release by another token: got %v, want %v", r, want)
 	}
-	if n, _ := rdb.Exists(ctx, key).Result(); n != 1 {
-		t.Fatal("a not-holder release deleted the lease")
+	if r, want := release(tokB, "p", "me", "token-w-0123456789", "w", "", 7000), []any{"not_holder", "a", f, "<int>", "<int>"}; !reflect.DeepEqual(shape(r, 3, 4), want) {
+		t.Errorf("hand-over by another token: got %v, want %v", r, want)
+	}
+	if tok, _ := rdb.HGet(ctx, key, "t").Result(); tok != tokA {
+		t.Fatalf("a not-holder release changed the lease: token %q", tok)
 	}
 
+	// Deleted, and announced only when a waiting caller marked the lease.
 	for _, tt := range []struct {
-		name, announce string
-		subscribe      func() *redis.PubSub
+		name, announce, mark string
+		subscribe            func() *redis.PubSub
+		announced            bool
 	}{
-		{"PUBLISH", "p", func() *redis.PubSub { return rdb.Subscribe(ctx, chann) }},
-		{"SPUBLISH", "s", func() *redis.PubSub { return rdb.SSubscribe(ctx, chann) }},
-		{"no announcement", "", nil},
+		{"PUBLISH", "p", "c1", func() *redis.PubSub { return rdb.Subscribe(ctx, chann) }, true},
+		{"SPUBLISH", "s", "c1", func() *redis.PubSub { return rdb.SSubscribe(ctx, chann) }, true},
+		{"not marked: no PUBLISH", "p", "", func() *redis.PubSub { return rdb.Subscribe(ctx, chann) }, false},
+		{"not marked: no SPUBLISH", "s", "", func() *redis.PubSub { return rdb.SSubscribe(ctx, chann) }, false},
+		{"marked, announce off", "", "c1", func() *redis.PubSub { return rdb.Subscribe(ctx, chann) }, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := grant()
-			var sub *redis.PubSub
-			if tt.subscribe != nil {
-				sub = tt.subscribe()
-				defer sub.Close()
-				if _, err := sub.Receive(ctx); err != nil {
-					t.Fatal(err)
-				}
+			if tt.mark != "" {
+				mark(tt.mark)
+			}
+			sub := tt.subscribe()
+			defer sub.Close()
+			if _, err := sub.Receive(ctx); err != nil {
+				t.Fatal(err)
 			}
 			if r, want := release(tokA, tt.announce), []any{"released"}; !reflect.DeepEqual(r, want) {
 				t.Fatalf("got %v, want %v", r, want)
@@ -225,18 +239,151 @@ func TestReleaseBranches(t *testing.T) {
 			if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
 				t.Error("the lease survived its release")
 			}
-			if sub != nil {
-				tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				defer cancel()
-				msg, err := sub.ReceiveMessage(tctx)
-				if err != nil || msg.Channel != chann || msg.Payload != strconv.FormatInt(f, 10) {
-					t.Errorf("got %v (%v), want the fence %d on %s", msg, err, f, chann)
-				}
+			// A marker published after the release shows whether the release did.
+			if tt.announce == "s" {
+				rdb.SPublish(ctx, chann, "marker")
+			} else {
+				rdb.Publish(ctx, chann, "marker")
+			}
+			tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			msg, err := sub.ReceiveMessage(tctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "marker"
+			if tt.announced {
+				want = strconv.FormatInt(f, 10)
+			}
+			if msg.Channel != chann || msg.Payload != want {
+				t.Errorf("got %q on %s first, want %q on %s", msg.Payload, msg.Channel, want, chann)
 			}
 		})
 	}
 	if r, want := release(tokA, "p"), []any{"not_found"}; !reflect.DeepEqual(r, want) {
 		t.Errorf("release of nothing: got %v, want %v", r, want)
+	}
+	if r, want := release(tokA, "p", "me", "token-w-0123456789", "w", "", 7000), []any{"not_found"}; !reflect.DeepEqual(r, want) {
+		t.Errorf("hand-over of nothing: got %v, want %v", r, want)
+	}
+	if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
+		t.Error("a hand-over of nothing created a lease")
+	}
+
+	// Handed over to the caller's waiter when unmarked or marked by the
+	// caller's client only: a new grant with a new fence, marked by the
+	// caller's client.
+	const tokW = "token-w-0123456789"
+	for _, tt := range []struct {
+		name, mark, holder, meta string
+	}{
+		{"unmarked", "", "w", "mw"},
+		{"marked by the caller's client", "me", "", ""},
+	} {
+		t.Run("handed "+tt.name, func(t *testing.T) {
+			f := grant()
+			if tt.mark != "" {
+				mark(tt.mark)
+			}
+			sub := rdb.Subscribe(ctx, chann)
+			defer sub.Close()
+			if _, err := sub.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+			r := release(tokA, "p", "me", tokW, tt.holder, tt.meta, 7000)
+			if want := []any{"handed", "<int>", "<int>"}; !reflect.DeepEqual(shape(r, 1, 2), want) {
+				t.Fatalf("got %v, want %v", r, want)
+			}
+			if nf := r[1].(int64); nf <= f {
+				t.Errorf("got fence %d after %d, want it to increase", nf, f)
+			}
+			if now := time.Now().UnixMilli(); r[2].(int64) < now-60000 || r[2].(int64) > now+60000 {
+				t.Errorf("got now_ms %d, want Redis's clock near %d", r[2], now)
+			}
+			h, _ := rdb.HGetAll(ctx, key).Result()
+			want := map[string]string{"t": tokW, "f": strconv.FormatInt(r[1].(int64), 10), "l": "7000"}
+			if tt.holder != "" {
+				want["h"], want["m"] = tt.holder, tt.meta
+			}
+			want["w"] = "me" // the caller's client: its other waiters may wait behind
+			if !reflect.DeepEqual(h, want) {
+				t.Errorf("got hash %v, want %v", h, want)
+			}
+			if s, _ := rdb.Get(ctx, fence).Result(); s != want["f"] {
+				t.Errorf("got counter %q, want the new fence %s", s, want["f"])
+			}
+			if pttl, _ := rdb.PTTL(ctx, key).Result(); pttl <= 6000*time.Millisecond || pttl > 7000*time.Millisecond {
+				t.Errorf("got PTTL %v, want the waiter's 7s", pttl)
+			}
+			rdb.Publish(ctx, chann, "marker")
+			if msg, err := sub.ReceiveMessage(ctx); err != nil || msg.Payload != "marker" {
+				t.Errorf("got %v (%v), want no announcement of a hand-over", msg, err)
+			}
+		})
+	}
+
+	// A waiter of another client (or of several) marked it: deleted and
+	// announced, not handed over.
+	for _, other := range []string{"other", "*"} {
+		t.Run("not handed: marked "+other, func(t *testing.T) {
+			grant()
+			mark(other)
+			if other == "*" {
+				mark("another")
+			}
+			if r, want := release(tokA, "p", "me", tokW, "", "", 7000), []any{"released"}; !reflect.DeepEqual(r, want) {
+				t.Fatalf("got %v, want %v", r, want)
+			}
+			if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
+				t.Error("the lease was not deleted")
+			}
+		})
+	}
+}
+
+// A failed attempt of a caller that will wait marks the lease with its
+// client's id, or "*" once callers of two clients have; others leave it.
+// A grant to a waiting caller is marked with its client's id.
+func TestWaiterMarks(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	mark := func() string {
+		w, err := rdb.HGet(ctx, key, "w").Result()
+		if err != nil && err != redis.Nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	if r := run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "h", "", 5000, "c9"); r[0] != "granted" || mark() != "c9" {
+		t.Errorf("new grant to a waiter of c9: got %v and mark %q, want granted and c9", r, mark())
+	}
+	rdb.HDel(ctx, key, "w")
+	if r := run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "", "", 5000, "c8"); r[0] != "granted" || mark() != "c8" {
+		t.Errorf("re-grant of an unmarked lease to a waiter of c8: got %v and mark %q, want granted and c8", r, mark())
+	}
+	rdb.Del(ctx, key)
+	if r := run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "", "", 5000, ""); r[0] != "granted" || mark() != "" {
+		t.Errorf("grant without waiting: got %v and mark %q, want granted and none", r, mark())
+	}
+	for _, tt := range []struct{ waiter, want string }{
+		{"", ""},     // not waiting: no mark
+		{"c1", "c1"}, // the first client's mark
+		{"c1", "c1"}, // the same again: unchanged
+		{"c2", "*"},  // a second client
+		{"c3", "*"},  // and more
+		{"", "*"},
+	} {
+		if r := run(t, rdb, lua.Acquire, []string{key, fence}, tokB, "", "", 5000, tt.waiter); r[0] != "held" {
+			t.Fatalf("got %v, want held", r)
+		}
+		if got := mark(); got != tt.want {
+			t.Errorf("after an attempt of waiter %q: got mark %q, want %q", tt.waiter, got, tt.want)
+		}
+	}
+	// The holder's own re-grant and a renew keep the mark.
+	run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "h", "m", 6000, "")
+	run(t, rdb, lua.Renew, []string{key}, tokA, 7000)
+	if got := mark(); got != "*" {
+		t.Errorf("after re-grant and renew: got mark %q, want *", got)
 	}
 }
 
