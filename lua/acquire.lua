@@ -28,10 +28,8 @@
 -- (metadata) only when they are not empty: a missing field reads as "", and
 -- a bare lease's hash fits a smaller allocation (see docs/engine.md).
 --
--- The fence is max(last fence + 1, Redis TIME in microseconds), so it keeps
--- increasing even after the counter key is lost (FLUSHALL, restart without
--- persistence) as long as Redis's clock does not go back. Numbers pass through
--- string.format('%.0f') because tostring() would print 1.7e+15 and lose digits.
+-- The fence is max(last fence + 1, Redis TIME in microseconds): see
+-- next_fence in fence.lua, which package lua puts in front of this file.
 local now = redis.call('TIME')
 local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local now_ms = math.floor(now_us / 1000)
@@ -78,17 +76,7 @@ if cur[1] then
   return {'held', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
 end
 
--- One SET ... GET stores the clock floor and reads the last fence; only when
--- the counter is ahead of the clock (a clock that went back, a Redlock raise)
--- is it set again, to last + 1.
-local fence = now_us
-local digits = string.format('%.0f', fence)
-local last = redis.call('SET', KEYS[2], digits, 'GET')
-if last and tonumber(last) >= fence then
-  fence = tonumber(last) + 1
-  digits = string.format('%.0f', fence)
-  redis.call('SET', KEYS[2], digits)
-end
+local fence, digits = next_fence(KEYS[2], now_us) -- fence.lua
 if ARGV[2] == '' and ARGV[3] == '' and waiter == '' then
   -- The common bare lease, without building tables.
   redis.call('HSET', KEYS[1], 't', ARGV[1], 'f', digits, 'l', ARGV[4])

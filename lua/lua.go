@@ -10,20 +10,27 @@ import _ "embed"
 
 // Acquire is the insert-if-missing-with-TTL primitive: it grants a free lease,
 // re-grants it idempotently to the same token, or answers the remaining TTL of
-// the current holder.
-//
+// the current holder. It is fence.lua followed by acquire.lua.
+var Acquire = fence + acquire
+
+//go:embed fence.lua
+var fence string
+
 //go:embed acquire.lua
-var Acquire string
+var acquire string
 
 // Renew extends a lease for the holder of its token.
 //
 //go:embed renew.lua
 var Renew string
 
-// Release deletes a lease for the holder of its token and announces it.
-//
+// Release ends a lease for the holder of its token: it deletes and
+// announces it, or hands it to a waiter of the caller's client. It is
+// fence.lua followed by release.lua.
+var Release = fence + release
+
 //go:embed release.lua
-var Release string
+var release string
 
 // Inspect reads a lease without its token, and says whether a token matches.
 //

@@ -24,6 +24,7 @@
 -- behind).
 --
 -- An empty holder is not stored (see acquire.lua): nil reads as "".
+-- next_fence comes from fence.lua, which package lua puts in front of this file.
 --
 -- Replies
 --   {"released"}                                    deleted (and announced if marked)
@@ -42,17 +43,9 @@ end
 
 local client = ARGV[3] or ''
 if client ~= '' and (not cur[4] or cur[4] == client) then
-  -- The new fence as acquire.lua makes it: max(last + 1, Redis TIME in µs).
   local now = redis.call('TIME')
   local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-  local fence = now_us
-  local digits = string.format('%.0f', fence)
-  local last = redis.call('SET', KEYS[2], digits, 'GET')
-  if last and tonumber(last) >= fence then
-    fence = tonumber(last) + 1
-    digits = string.format('%.0f', fence)
-    redis.call('SET', KEYS[2], digits)
-  end
+  local fence, digits = next_fence(KEYS[2], now_us) -- fence.lua, as acquire.lua
   local set = {'t', ARGV[4], 'f', digits, 'l', ARGV[7]}
   if ARGV[5] ~= '' then
     set[#set + 1] = 'h'
