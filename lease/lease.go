@@ -325,7 +325,9 @@ func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions,
 			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata,
 		}, r.err("acquire", 4)
 	case "held":
-		return nil, firstErr(r.err("acquire", 5), &HeldError{Name: name, Holder: r.str(1), Fence: r.int(2), TTL: msDur(r.int(3))})
+		// PTTL counts whole milliseconds: a lease that is still there lives
+		// up to 1ms more even when it answers 0.
+		return nil, firstErr(r.err("acquire", 5), &HeldError{Name: name, Holder: r.str(1), Fence: r.int(2), TTL: max(msDur(r.int(3)), time.Millisecond)})
 	}
 	return nil, r.unexpected("acquire")
 }
