@@ -277,10 +277,29 @@ func (c *Client) Acquire(ctx context.Context, name string, opts *AcquireOptions)
 	if ownToken {
 		o.Token = NewToken()
 	}
-	if o.Wait > 0 {
-		return c.acquireWait(ctx, name, &o, ownToken)
+	if o.Wait == 0 {
+		return c.tryAcquire(ctx, name, &o, "")
 	}
-	return c.tryAcquire(ctx, name, &o, "")
+	// A wait (see wait.go). This frame stays on the stack for the whole
+	// wait, on top of net/http and echo for a waiting HTTP request, so the
+	// work is done in calls that return before it parks (see httpapi's
+	// TestWaitingRequestsKeepSmallStacks). The waiter parks on w.wake
+	// alone: the wait's end, the nap until the holder's expiry and the
+	// context's end poke it, like a release does.
+	ws, err := c.startWait(ctx, name, &o, ownToken)
+	if err != nil {
+		return nil, err
+	}
+	defer ws.finish()
+	for {
+		if l, err, over := ws.step(ctx); over {
+			return l, err
+		}
+		<-ws.w.wake
+		if l, err, over := ws.woken(ctx); over {
+			return l, err
+		}
+	}
 }
 
 func (c *Client) checkAcquire(name string, o *AcquireOptions) error {

@@ -11,8 +11,8 @@ import (
 // waiting Acquire, with its error.
 var testHookAttempted func(name string, err error)
 
-// acquireWait acquires name, waiting up to o.Wait while another holder has
-// it. The waiter joins the Client's shared subscription to the name's
+// An Acquire with a Wait waits up to o.Wait while another holder has the
+// lease. The waiter joins the Client's shared subscription to the name's
 // release channel, and only once Redis has confirmed it does it make its
 // first attempt, so no release after that attempt is missed. It then sleeps
 // until a release is announced or the holder's remaining TTL (answered by
@@ -34,98 +34,141 @@ var testHookAttempted func(name string, err error)
 // attempt answers a *BackendError) the wait ends at once with that error; a
 // failed subscription connection makes the head attempt at once, so a Redis
 // that is down or hung ends the wait within about two health intervals.
-func (c *Client) acquireWait(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
+
+// waitState is what one waiting Acquire keeps between its turns.
+type waitState struct {
+	c        *Client
+	name     string
+	o        *AcquireOptions
+	ownToken bool
+	w        *waiter
+	deadline time.Time   // when the wait ends
+	end, nap *time.Timer // poke w at the deadline, and at the holder's expiry
+	stop     func() bool // stops poking w when ctx ends
+
+	last   *HeldError // answered by the last attempt
+	lastAt time.Time  // when it was answered
+	got    *Lease     // what the wait returns
+}
+
+// startWait joins the queue of name's waiters and sets the timers.
+//
+//go:noinline
+func (c *Client) startWait(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*waitState, error) {
 	w, err := c.sub.join(c.channel(name), o)
 	if err != nil {
 		return nil, &BackendError{Op: "acquire", Err: err}
 	}
-	var got *Lease // what this call returns
-	defer func() {
-		if untaken := w.leave(got != nil); untaken != nil {
-			c.abandon(name, untaken.Token, nil)
-		}
-	}()
+	ws := &waitState{c: c, name: name, o: o, ownToken: ownToken, w: w, deadline: time.Now().Add(o.Wait)}
+	ws.end = time.AfterFunc(o.Wait, w.poke)
+	ws.nap = time.AfterFunc(time.Hour, w.poke)
+	ws.stop = context.AfterFunc(ctx, w.poke)
+	return ws, nil
+}
 
-	end := time.NewTimer(o.Wait)
-	defer end.Stop()
-	nap := time.NewTimer(time.Hour)
-	defer nap.Stop()
-
-	var (
-		last   *HeldError // answered by the last attempt
-		lastAt time.Time  // when it was answered
-	)
+// step takes the waiter's turn: the lease handed over, an attempt when it
+// is the head's turn, or the nap until the holder's expiry. over says that
+// the wait ends with l, err.
+//
+//go:noinline
+func (ws *waitState) step(ctx context.Context) (l *Lease, err error, over bool) {
 	for {
-		handed, attempt, until, retries, closed := w.turn(time.Now())
-		if closed {
-			return nil, &BackendError{Op: "acquire", Err: ErrClosed}
-		}
-		if handed != nil {
-			got = handed
-			return got, nil
-		}
-		if attempt {
-			l, err := c.attempt(ctx, name, o)
-			var held *HeldError
-			switch {
-			case err == nil:
-				w.done(retries, l.Fence, time.Now().Add(l.TTL))
-				got = l
-				return got, nil
-			case errors.As(err, &held):
-				// PTTL counts whole milliseconds: never retry sooner than 1ms.
-				lastAt = time.Now()
-				w.done(retries, held.Fence, lastAt.Add(max(held.TTL, time.Millisecond)))
-				last = held
-			case ctx.Err() != nil:
-				if ownToken {
-					c.abandon(name, o.Token, err)
-				}
-				if !errors.Is(err, ctx.Err()) {
-					err = fmt.Errorf("lease: acquire: %w", ctx.Err())
-				}
-				return nil, err
-			default:
-				// Redis failed (or answered an error): like an Acquire that
-				// does not wait, say so now rather than at the end of the wait.
-				return nil, err
+		handed, attempt, until, retries, closed := ws.w.turn(time.Now())
+		switch {
+		case closed:
+			return nil, &BackendError{Op: "acquire", Err: ErrClosed}, true
+		case handed != nil:
+			ws.got = handed
+			return handed, nil, true
+		case attempt:
+			if l, err, over := ws.attempt(ctx, retries); over {
+				return l, err, true
 			}
 			continue
+		case !until.IsZero():
+			ws.nap.Reset(time.Until(until))
 		}
-		if !until.IsZero() {
-			nap.Reset(time.Until(until))
-		}
-		select {
-		case <-w.wake:
-		case <-nap.C:
-		case <-end.C:
-			if handed, _, _, _, _ := w.turn(time.Now()); handed != nil {
-				got = handed // handed over just as the wait ended
-				return got, nil
-			}
-			left := time.Duration(0)
-			if last != nil {
-				left = last.TTL - time.Since(lastAt)
-			}
-			if left < time.Millisecond {
-				// Never tried (never confirmed subscribed), or the holder's
-				// lease has run out just now: the answer is one more attempt.
-				got, err = c.attempt(ctx, name, o)
-				return got, err
-			}
-			held := *last
-			held.TTL = left.Truncate(time.Millisecond)
-			return nil, &held
-		case <-ctx.Done():
-			return nil, fmt.Errorf("lease: acquire: %w", ctx.Err())
-		}
-		if !nap.Stop() {
-			select {
-			case <-nap.C:
-			default:
-			}
-		}
+		return nil, nil, false
 	}
+}
+
+// woken checks, after a wake-up, whether the context or the wait ended.
+//
+//go:noinline
+func (ws *waitState) woken(ctx context.Context) (l *Lease, err error, over bool) {
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("lease: acquire: %w", ctx.Err()), true
+	}
+	if !time.Now().Before(ws.deadline) {
+		l, err := ws.ended(ctx)
+		return l, err, true
+	}
+	return nil, nil, false
+}
+
+// finish stops the wait's timers and leaves the queue, releasing a lease
+// that was handed over as the waiter gave up.
+func (ws *waitState) finish() {
+	ws.end.Stop()
+	ws.nap.Stop()
+	ws.stop()
+	if untaken := ws.w.leave(ws.got != nil); untaken != nil {
+		ws.c.abandon(ws.name, untaken.Token, nil)
+	}
+}
+
+// attempt is the head's attempt; over says that the wait ends with l, err.
+func (ws *waitState) attempt(ctx context.Context, retries int) (l *Lease, err error, over bool) {
+	l, err = ws.c.attempt(ctx, ws.name, ws.o)
+	var held *HeldError
+	switch {
+	case err == nil:
+		ws.w.done(retries, l.Fence, time.Now().Add(l.TTL))
+		ws.got = l
+		return l, nil, true
+	case errors.As(err, &held):
+		// PTTL counts whole milliseconds: never retry sooner than 1ms.
+		ws.lastAt = time.Now()
+		ws.w.done(retries, held.Fence, ws.lastAt.Add(max(held.TTL, time.Millisecond)))
+		ws.last = held
+		return nil, nil, false
+	case ctx.Err() != nil:
+		if ws.ownToken {
+			ws.c.abandon(ws.name, ws.o.Token, err)
+		}
+		if !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("lease: acquire: %w", ctx.Err())
+		}
+		return nil, err, true
+	default:
+		// Redis failed (or answered an error): like an Acquire that does
+		// not wait, say so now rather than at the end of the wait.
+		return nil, err, true
+	}
+}
+
+// ended answers a wait that ran out: the lease if it was handed over just
+// now, else the last attempt's *HeldError with the TTL left, or one more
+// attempt's answer when that TTL is up.
+func (ws *waitState) ended(ctx context.Context) (*Lease, error) {
+	if handed, _, _, _, _ := ws.w.turn(time.Now()); handed != nil {
+		ws.got = handed // handed over just as the wait ended
+		return handed, nil
+	}
+	left := time.Duration(0)
+	if ws.last != nil {
+		left = ws.last.TTL - time.Since(ws.lastAt)
+	}
+	if left < time.Millisecond {
+		// Never tried (never confirmed subscribed), or the holder's lease
+		// has run out just now: the answer is one more attempt.
+		l, err := ws.c.attempt(ctx, ws.name, ws.o)
+		ws.got = l
+		return l, err
+	}
+	held := *ws.last
+	held.TTL = left.Truncate(time.Millisecond)
+	return nil, &held
 }
 
 func (c *Client) attempt(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
