@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"net/url"
 	"testing"
 )
 
@@ -51,4 +52,59 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// FuzzReadQueryMatchesParseQuery checks that readQuery, which splits the
+// query itself to keep the stack of waiting requests small, reads every
+// query as url.ParseQuery does: the same parameters, or an error.
+func FuzzReadQueryMatchesParseQuery(f *testing.F) {
+	for _, q := range []string{
+		"ttl=30s&holder=web-1&wait=1m",
+		"holder=a+b%20c%2Fd&&metadata=",
+		"ttl=5s&ttl=5s",
+		"ttl=5s&ttl=6s",
+		"ttl=5s;holder=x",
+		"holder=%zz",
+		"%zz=1",
+		"TTL=5s",
+		"ttl",
+		"=x",
+		"&&&",
+		"holder=%E2%9C%93",
+	} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, q string) {
+		var got params
+		gotErr := readQuery(q, acquireParams, &got)
+
+		var want params
+		var wantErr error
+		vals, err := url.ParseQuery(q)
+		if err != nil {
+			wantErr = err
+		}
+		for k, vs := range vals {
+			if wantErr != nil {
+				break
+			}
+			i, err := lookupParam(k, acquireParams)
+			if err != nil {
+				wantErr = err
+				break
+			}
+			for _, v := range vs {
+				if err := want.put(i, v); err != nil {
+					wantErr = err
+					break
+				}
+			}
+		}
+		if (gotErr != nil) != (wantErr != nil) {
+			t.Fatalf("readQuery(%q): got error %v, want %v", q, gotErr, wantErr)
+		}
+		if gotErr == nil && got != want {
+			t.Fatalf("readQuery(%q): got %+v, want %+v", q, got, want)
+		}
+	})
 }

@@ -146,36 +146,50 @@ func (s *Server) Stop() { s.stop() }
 // errors, and logs and counts every request.
 func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		start := time.Now()
-		outcome := "ok"
-		err := s.recovered(next, c)
-		if err != nil {
-			outcome = s.writeError(c, err).body.Error
-		}
-		status := c.Response().Status
-		route := c.Path()
-		series := s.routes[route]
-		if series == nil {
-			route = "other"
-		}
-		dur := time.Since(start)
-		if series != nil && status == http.StatusOK && outcome == "ok" {
-			series.ok.Inc()
-			series.okLatency.Observe(dur.Seconds())
-		} else {
-			s.m.requests.WithLabelValues(route, strconv.Itoa(status), outcome).Inc()
-			s.m.latency.WithLabelValues(route, outcome).Observe(dur.Seconds())
-		}
-
-		s.logRequest(c, route, status, outcome, dur, err)
+		var err error
+		defer s.answered(c, time.Now(), &err)
+		err = next(c)
 		return nil
 	}
 }
 
+// answered, deferred by observe, turns a panic into an error, so that it
+// is answered as JSON like any other failure; writes the error's answer
+// when there is one; then counts and logs the request. It is apart from
+// observe, whose frame stays on the stack of a waiting acquire for the
+// whole wait.
+func (s *Server) answered(c echo.Context, start time.Time, errp *error) {
+	if v := recover(); v != nil {
+		if v == http.ErrAbortHandler {
+			panic(v)
+		}
+		s.log.Error("panic answering a request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		*errp = fmt.Errorf("panic: %v", v)
+	}
+	err := *errp
+	outcome := "ok"
+	if err != nil {
+		outcome = s.writeError(c, err).body.Error
+	}
+	status := c.Response().Status
+	route := c.Path()
+	series := s.routes[route]
+	if series == nil {
+		route = "other"
+	}
+	dur := time.Since(start)
+	if series != nil && status == http.StatusOK && outcome == "ok" {
+		series.ok.Inc()
+		series.okLatency.Observe(dur.Seconds())
+	} else {
+		s.m.requests.WithLabelValues(route, strconv.Itoa(status), outcome).Inc()
+		s.m.latency.WithLabelValues(route, outcome).Observe(dur.Seconds())
+	}
+	s.logRequest(c, route, status, outcome, dur, err)
+}
+
 // logRequest logs one answered request: at debug, or at warn when it
-// failed on the server's side or for auth. It is apart from observe, so
-// that its attributes take no room on the stack of every request, which
-// for a waiting acquire is kept for the whole wait.
+// failed on the server's side or for auth.
 func (s *Server) logRequest(c echo.Context, route string, status int, outcome string, dur time.Duration, err error) {
 	level := slog.LevelDebug
 	if status >= 500 && status != statusClientClosed || status == http.StatusUnauthorized || status == http.StatusForbidden {
@@ -195,21 +209,6 @@ func (s *Server) logRequest(c echo.Context, route string, status int, outcome st
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
 	s.log.LogAttrs(ctx, level, "request", attrs...)
-}
-
-// recovered runs next and turns a panic into an error, so that it is
-// answered as JSON like any other failure.
-func (s *Server) recovered(next echo.HandlerFunc, c echo.Context) (err error) {
-	defer func() {
-		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler {
-				panic(v)
-			}
-			s.log.Error("panic answering a request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			err = fmt.Errorf("panic: %v", v)
-		}
-	}()
-	return next(c)
 }
 
 // writeError answers err as mapError decides.
@@ -323,37 +322,30 @@ func timedOut(ctx context.Context, op string, write bool, err error) error {
 }
 
 func (s *Server) acquire(c echo.Context) error {
-	var p params
-	name, err := s.begin(c, acquireParams, Write, &p)
+	name, o, err := s.acquireOptions(c)
 	if err != nil {
 		return err
 	}
-	o := lease.AcquireOptions{TTL: lease.DefaultTTL, Holder: p.val[pHolder], Metadata: p.val[pMetadata]}
-	if p.has(pTTL) {
-		if o.TTL, err = lease.ParseTTL(p.val[pTTL], s.b.MaxTTL()); err != nil {
-			return err
-		}
+	if o.Wait == 0 {
+		l, err := s.acquireNow(c, name, o)
+		return s.acquired(c, l, err)
 	}
-	if p.has(pToken) {
-		if err := lease.ValidateToken(p.val[pToken]); err != nil {
-			return err
-		}
-		o.Token = p.val[pToken]
+	// A waiting acquire, which keeps this frame and the ones below it on
+	// the stack for the whole wait: each step is a call of its own.
+	ctx, done, err := s.waitContext(c)
+	if err != nil {
+		return err
 	}
-	if p.has(pWait) {
-		if o.Wait, err = lease.ParseWait(p.val[pWait], s.b.MaxWait()); err != nil {
-			return err
-		}
-	}
-	var l *lease.Lease
-	if o.Wait > 0 {
-		l, err = s.acquireWait(c, name, &o)
-	} else {
-		ctx, cancel := s.callCtx(c)
-		l, err = s.b.Acquire(ctx, name, &o)
-		err = timedOut(ctx, "acquire", true, err)
-		cancel()
-	}
+	l, err := s.b.Acquire(ctx, name, o)
+	done()
+	l, err = s.waited(c, ctx, name, l, err)
+	return s.acquired(c, l, err)
+}
+
+// acquired counts an acquire's outcome and answers a grant.
+//
+//go:noinline
+func (s *Server) acquired(c echo.Context, l *lease.Lease, err error) error {
 	if err != nil {
 		if errors.Is(err, lease.ErrHeld) {
 			s.m.conflicts.Inc()
@@ -364,25 +356,76 @@ func (s *Server) acquire(c echo.Context) error {
 	return writeJSON(c, newGrantBody(l))
 }
 
-// acquireWait runs an acquire that may wait. The wait ends early, with 503
-// shutting_down, when Stop is called, and when the client goes away.
-func (s *Server) acquireWait(c echo.Context, name string, o *lease.AcquireOptions) (*lease.Lease, error) {
+// acquireOptions reads an acquire's name and options. Like every call out
+// of acquire, it keeps its frame apart, as acquire's stays on the stack
+// for the whole of a wait (see TestWaitingRequestsKeepSmallStacks).
+//
+//go:noinline
+func (s *Server) acquireOptions(c echo.Context) (string, *lease.AcquireOptions, error) {
+	p := new(params) // on the heap: 152 bytes less on the stack
+	name, err := s.begin(c, acquireParams, Write, p)
+	if err != nil {
+		return "", nil, err
+	}
+	o := &lease.AcquireOptions{TTL: lease.DefaultTTL, Holder: p.val[pHolder], Metadata: p.val[pMetadata]}
+	if p.has(pTTL) {
+		if o.TTL, err = lease.ParseTTL(p.val[pTTL], s.b.MaxTTL()); err != nil {
+			return "", nil, err
+		}
+	}
+	if p.has(pToken) {
+		if err := lease.ValidateToken(p.val[pToken]); err != nil {
+			return "", nil, err
+		}
+		o.Token = p.val[pToken]
+	}
+	if p.has(pWait) {
+		if o.Wait, err = lease.ParseWait(p.val[pWait], s.b.MaxWait()); err != nil {
+			return "", nil, err
+		}
+	}
+	return name, o, nil
+}
+
+// acquireNow runs an acquire that does not wait, bounded by the Redis
+// timeout.
+//
+//go:noinline
+func (s *Server) acquireNow(c echo.Context, name string, o *lease.AcquireOptions) (*lease.Lease, error) {
+	ctx, cancel := s.callCtx(c)
+	defer cancel()
+	l, err := s.b.Acquire(ctx, name, o)
+	return l, timedOut(ctx, "acquire", true, err)
+}
+
+// waitContext is the context of a waiting acquire: the request's, which
+// Stop cancels with errShuttingDown, so that the wait ends with 503
+// shutting_down, as it ends when the client goes away. done ends it.
+//
+//go:noinline
+func (s *Server) waitContext(c echo.Context) (ctx context.Context, done func(), err error) {
 	if s.stopping.Err() != nil {
 		s.m.waits.WithLabelValues(CodeShuttingDown).Inc()
-		return nil, errShuttingDown
+		return nil, nil, errShuttingDown
 	}
-	reqCtx := c.Request().Context()
-	ctx, cancel := context.WithCancelCause(reqCtx)
-	defer cancel(nil)
+	ctx, cancel := context.WithCancelCause(c.Request().Context())
 	unhook := context.AfterFunc(s.stopping, func() { cancel(errShuttingDown) })
-	defer unhook()
-
 	s.m.waiting.Inc()
-	l, err := s.b.Acquire(ctx, name, o)
-	s.m.waiting.Dec()
+	return ctx, func() {
+		s.m.waiting.Dec()
+		unhook()
+		cancel(nil)
+	}, nil
+}
+
+// waited counts how a wait ended and says what to answer: a grant made as
+// the client went away is released again, since nobody will use it.
+//
+//go:noinline
+func (s *Server) waited(c echo.Context, ctx context.Context, name string, l *lease.Lease, err error) (*lease.Lease, error) {
+	reqCtx := c.Request().Context()
 	switch {
 	case err == nil && reqCtx.Err() != nil:
-		// Granted as the client went away: nobody will use it, so release it.
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(reqCtx), s.redisTimeout)
 		s.b.Release(rctx, name, l.Token)
 		rcancel()
