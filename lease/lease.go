@@ -258,7 +258,7 @@ func (c *Client) fenceKey(name string) (key, fence string) {
 
 // Channel is the pub/sub channel on which the release of name is announced:
 // the lease's key with ":released" (release.lua makes it the same way).
-func (c *Client) channel(name string) string { return c.key(name) + ":released" }
+func (c *Client) channel(name string) string { return c.prefix + "{" + name + "}:released" }
 
 // Acquire takes the lease name. When another holder has it, the error is a
 // *HeldError with the remaining TTL (after waiting up to opts.Wait, if set).
@@ -400,7 +400,10 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 	}
 	key, fence := c.fenceKey(name)
 	for first := true; ; first = false {
-		w := c.sub.claim(c.channel(name))
+		var w *waiter
+		if c.sub.waiting.Load() > 0 { // else skip making the channel's name
+			w = c.sub.claim(c.channel(name))
+		}
 		var (
 			res []any
 			err error
