@@ -3,7 +3,6 @@ package lease_test
 import (
 	"testing"
 
-	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/redis/go-redis/v9"
 )
@@ -44,33 +43,23 @@ func TestAutoPipeline(t *testing.T) {
 }
 
 // TestAutoPipelineSettings checks which autopipeliner a Client uses: full
-// duplex on a single Redis's client with no settings of its own, go-redis's
-// for a Sentinel failover client or a client with its own settings, none
-// without Options.AutoPipeline.
+// duplex on a single Redis client with no settings of its own, the
+// client's own settings otherwise, none without Options.AutoPipeline.
 func TestAutoPipelineSettings(t *testing.T) {
-	master := redistest.Start(t)
-	sentinel := redistest.StartSentinel(t, master, "leasehold-ap")
 	for _, tt := range []struct {
 		name           string
-		rdb            func() redis.UniversalClient
+		own            *redis.AutoPipelineOptions
 		autoPipeline   bool
 		wantNone       bool
 		wantFullDuplex bool
 		wantBatch      int
 	}{
-		{name: "off", autoPipeline: false, wantNone: true,
-			rdb: func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: backendAddr}) }},
-		{name: "no settings of its own", autoPipeline: true, wantFullDuplex: true, wantBatch: redis.DefaultAutoPipelineOptions().MaxBatchSize,
-			rdb: func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: backendAddr}) }},
-		{name: "its own settings", autoPipeline: true, wantBatch: 50,
-			rdb: func() redis.UniversalClient {
-				return redis.NewClient(&redis.Options{Addr: backendAddr, AutoPipelineOptions: &redis.AutoPipelineOptions{MaxBatchSize: 50}})
-			}},
-		{name: "Sentinel", autoPipeline: true, wantBatch: redis.DefaultAutoPipelineOptions().MaxBatchSize,
-			rdb: func() redis.UniversalClient { return redistest.FailoverClient(t, "leasehold-ap", sentinel) }},
+		{name: "off", autoPipeline: false, wantNone: true},
+		{name: "no settings of its own", autoPipeline: true, wantFullDuplex: true, wantBatch: redis.DefaultAutoPipelineOptions().MaxBatchSize},
+		{name: "its own settings", own: &redis.AutoPipelineOptions{MaxBatchSize: 50}, autoPipeline: true, wantBatch: 50},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			rdb := tt.rdb()
+			rdb := redis.NewClient(&redis.Options{Addr: backendAddr, AutoPipelineOptions: tt.own})
 			defer rdb.Close()
 			ap := lease.New(rdb, &lease.Options{AutoPipeline: tt.autoPipeline}).AutoPipeliner()
 			if tt.wantNone {

@@ -148,10 +148,9 @@ type Options struct {
 	// straight to Redis as without it, and so do waiting's subscriptions,
 	// List, LoadScripts and Ping. A call whose context ends returns at once,
 	// but its script may still run. A Redis client that cannot autopipeline
-	// (a *redis.Ring) ignores it. A single Redis's *redis.Client whose
-	// Options have no AutoPipelineOptions gets go-redis's defaults with
-	// FullDuplex on, which measured faster here; other clients (Cluster,
-	// Sentinel) and clients with settings of their own keep go-redis's.
+	// (a *redis.Ring) ignores it. A *redis.Client whose Options have no
+	// AutoPipelineOptions gets go-redis's defaults with FullDuplex on, which
+	// measured faster here; any other client's own settings apply.
 	AutoPipeline bool
 }
 
@@ -161,14 +160,11 @@ type Options struct {
 // that a batch goes out while the replies of the last are still coming
 // back. On this project's 2-core test machine that did 1.23x the cycles
 // per second of go-redis's default (half duplex, one batch per round trip)
-// at 64 callers, and the same at 8 (docs/benchmarks.md). Sentinel's
-// failover client, whose connection must move to a new master on a
-// failover, keeps go-redis's default (go-redis names its address
-// "FailoverClient").
+// at 64 callers, and the same at 8 (BenchmarkCycle; docs/benchmarks.md).
 func autoPipeliner(rdb redis.UniversalClient) *redis.AutoPipeliner {
 	var ap *redis.AutoPipeliner
 	var err error
-	if one, ok := rdb.(*redis.Client); ok && one.Options().AutoPipelineOptions == nil && one.Options().Addr != "FailoverClient" {
+	if one, ok := rdb.(*redis.Client); ok && one.Options().AutoPipelineOptions == nil {
 		o := redis.DefaultAutoPipelineOptions()
 		o.FullDuplex = true
 		ap, err = one.AsyncAutoPipelineWithOptions(o)
