@@ -1,10 +1,6 @@
 package lease
 
-import (
-	"time"
-
-	"github.com/redis/go-redis/v9"
-)
+import "time"
 
 // SetAttemptHook makes every attempt of a waiting Acquire call f after it,
 // until restore is called. Tests that use it must not run in parallel.
@@ -47,6 +43,3 @@ func (c *Client) Conns() int {
 	defer c.sub.mu.Unlock()
 	return len(c.sub.conns)
 }
-
-// AutoPipeliner is the autopipeliner c sends its scripts through, or nil.
-func (c *Client) AutoPipeliner() *redis.AutoPipeliner { return c.ap }

@@ -148,33 +148,8 @@ type Options struct {
 	// straight to Redis as without it, and so do waiting's subscriptions,
 	// List, LoadScripts and Ping. A call whose context ends returns at once,
 	// but its script may still run. A Redis client that cannot autopipeline
-	// (a *redis.Ring) ignores it. A *redis.Client whose Options have no
-	// AutoPipelineOptions gets go-redis's defaults with FullDuplex on, which
-	// measured faster here; any other client's own settings apply.
+	// (a *redis.Ring) ignores it.
 	AutoPipeline bool
-}
-
-// autoPipeliner is rdb's shared autopipeliner, or nil when it has none. A
-// single Redis client with no AutoPipelineOptions of its own gets one in
-// full duplex: one connection kept open with its own writer and reader, so
-// that a batch goes out while the replies of the last are still coming
-// back. On this project's 2-core test machine that did 1.23x the cycles
-// per second of go-redis's default (half duplex, one batch per round trip)
-// at 64 callers, and the same at 8 (BenchmarkCycle; docs/benchmarks.md).
-func autoPipeliner(rdb redis.UniversalClient) *redis.AutoPipeliner {
-	var ap *redis.AutoPipeliner
-	var err error
-	if one, ok := rdb.(*redis.Client); ok && one.Options().AutoPipelineOptions == nil {
-		o := redis.DefaultAutoPipelineOptions()
-		o.FullDuplex = true
-		ap, err = one.AsyncAutoPipelineWithOptions(o)
-	} else {
-		ap, err = rdb.AsyncAutoPipeline()
-	}
-	if err != nil {
-		return nil
-	}
-	return ap
 }
 
 // DefaultMaxWait is the longest wait unless Options.MaxWait says otherwise.
@@ -214,7 +189,9 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 			c.maxWait = opts.MaxWait
 		}
 		if opts.AutoPipeline {
-			c.ap = autoPipeliner(rdb) // closed with rdb, which is the caller's
+			if ap, err := rdb.AsyncAutoPipeline(); err == nil {
+				c.ap = ap // closed with rdb, which is the caller's
+			}
 		}
 	}
 	_, c.sharded = rdb.(*redis.ClusterClient)
