@@ -160,11 +160,13 @@ func readBody(r *http.Request, allowed uint16, p *params) error {
 	if r.ContentLength > MaxBodyBytes {
 		return errTooLarge
 	}
-	// Like io.ReadAll, whose frame alone takes 384 bytes of stack, but
-	// sized by Content-Length when the client sends one.
-	size := r.ContentLength + 1 // +1: room to find the end
-	if size <= 1 {
-		size = 512
+	// Like io.ReadAll, whose frame alone takes 384 bytes of stack: sized
+	// by Content-Length when the client sends a small one, grown as the
+	// bytes come otherwise, so that a client cannot make the server hold
+	// 64 KiB by announcing a body it does not send.
+	size := int64(512)
+	if r.ContentLength > 0 {
+		size = min(r.ContentLength+1, 4<<10) // +1: room to find the end
 	}
 	body := make([]byte, 0, size)
 	for {

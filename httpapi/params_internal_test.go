@@ -2,7 +2,10 @@ package httpapi
 
 import (
 	"encoding/json"
+	"io"
+	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -107,4 +110,38 @@ func FuzzReadQueryMatchesParseQuery(f *testing.F) {
 			t.Fatalf("readQuery(%q): got %+v, want %+v", q, got, want)
 		}
 	})
+}
+
+// TestReadBodyBounds reads bodies of unknown length (chunked) and of a
+// given one around MaxBodyBytes: at most that many bytes are read, one
+// more is 413, whatever the length the client announced.
+func TestReadBodyBounds(t *testing.T) {
+	exact := `{"metadata":"` + strings.Repeat("m", MaxBodyBytes-len(`{"metadata":""}`)) + `"}`
+	for _, tt := range []struct {
+		name    string
+		body    string
+		length  int64 // -1: unknown, as for a chunked body
+		wantErr error
+	}{
+		{"small, unknown length", `{"ttl":"5s"}`, -1, nil},
+		{"small, known length", `{"ttl":"5s"}`, int64(len(`{"ttl":"5s"}`)), nil},
+		{"at the bound, unknown length", exact, -1, nil},
+		{"at the bound, known length", exact, int64(len(exact)), nil},
+		{"one byte over, unknown length", exact + " ", -1, errTooLarge},
+		{"far over, unknown length", exact + strings.Repeat(" ", 1<<20), -1, errTooLarge},
+		{"over, announced as small", exact + " ", 10, errTooLarge},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/v1/leases/x/acquire", io.NopCloser(strings.NewReader(tt.body)))
+			r.ContentLength = tt.length
+			var p params
+			err := readBody(r, acquireParams, &p)
+			if err != tt.wantErr {
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && tt.body == exact && len(p.val[pMetadata]) != MaxBodyBytes-len(`{"metadata":""}`) {
+				t.Errorf("got %d bytes of metadata, want %d", len(p.val[pMetadata]), MaxBodyBytes-len(`{"metadata":""}`))
+			}
+		})
+	}
 }
