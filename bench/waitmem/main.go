@@ -49,6 +49,7 @@ type config struct {
 	wait, settle     time.Duration
 	timeout          time.Duration
 	runs             int
+	warm             int
 	extraArgs        string
 }
 
@@ -62,6 +63,7 @@ func main() {
 	flag.DurationVar(&c.settle, "settle", 3*time.Second, "time between all waiting and reading the RSS")
 	flag.DurationVar(&c.timeout, "timeout", 50*time.Second, "bound of one run, from start to stop")
 	flag.IntVar(&c.runs, "runs", 1, "runs, each with a fresh server; the median is printed too")
+	flag.IntVar(&c.warm, "warm", 0, "waves of waiters that fill the server and hang up before the measured one, as a server that has been busy a while")
 	flag.StringVar(&c.heap, "heap", "", "write a heap profile of the server's last run here (starts it with --pprof)")
 	flag.StringVar(&c.extraArgs, "serve-args", "", "more arguments for leasehold serve, space-separated")
 	flag.Parse()
@@ -166,59 +168,22 @@ func measure(c *config, redisAddr, prefix, heap string) (*result, error) {
 		}
 	}
 
-	conns := make([]net.Conn, c.waiters)
-	defer func() {
-		for _, conn := range conns {
-			if conn != nil {
-				conn.Close()
-			}
-		}
-	}()
-	// Dial and send from a few goroutines, so the accept queue keeps up.
-	var wg sync.WaitGroup
-	errs := make(chan error, c.waiters)
-	const senders = 64
-	for s := 0; s < senders; s++ {
-		wg.Add(1)
-		go func(s int) {
-			defer wg.Done()
-			var d net.Dialer
-			for i := s; i < c.waiters; i += senders {
-				conn, err := d.DialContext(ctx, "tcp", srv.addr)
-				if err != nil {
-					errs <- err
-					return
-				}
-				conns[i] = conn
-				req := "POST /v1/leases/" + names[i%len(names)] + "/acquire?wait=" + c.wait.String() +
-					" HTTP/1.1\r\nHost: waitmem\r\nContent-Length: 0\r\n\r\n"
-				if _, err := io.WriteString(conn, req); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}(s)
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return nil, fmt.Errorf("sending the waiters: %w", err)
-	}
-
-	r := &result{}
-	for {
-		m, err := scrape(srv.url + "/metrics")
-		if err != nil {
+	// Each wave fills the server with waiters; all but the last hang up.
+	var (
+		conns []net.Conn
+		r     *result
+	)
+	defer func() { closeAll(conns) }()
+	for wave := 0; ; wave++ {
+		if conns, r, err = fill(ctx, c, srv, names); err != nil {
 			return nil, err
 		}
-		r.waiting, r.goroutines = int(m["leasehold_waiting_acquires"]), int(m["go_goroutines"])
-		if r.waiting >= c.waiters {
+		if wave == c.warm {
 			break
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("only %d of %d acquires waiting before the timeout", r.waiting, c.waiters)
-		case <-time.After(200 * time.Millisecond):
+		closeAll(conns)
+		if err := drained(ctx, srv); err != nil {
+			return nil, err
 		}
 	}
 	select {
@@ -252,6 +217,85 @@ func measure(c *config, redisAddr, prefix, heap string) (*result, error) {
 			rss>>10, m["go_memstats_heap_inuse_bytes"]/(1<<20), heap)
 	}
 	return r, nil
+}
+
+// fill opens c.waiters connections, each with a waiting acquire on one of
+// names, and returns once the server counts them all waiting.
+func fill(ctx context.Context, c *config, srv *server, names []string) ([]net.Conn, *result, error) {
+	conns := make([]net.Conn, c.waiters)
+	// Dial and send from a few goroutines, so the accept queue keeps up.
+	var wg sync.WaitGroup
+	errs := make(chan error, c.waiters)
+	const senders = 64
+	for s := 0; s < senders; s++ {
+		wg.Add(1)
+		go func(s int) {
+			defer wg.Done()
+			var d net.Dialer
+			for i := s; i < c.waiters; i += senders {
+				conn, err := d.DialContext(ctx, "tcp", srv.addr)
+				if err != nil {
+					errs <- err
+					return
+				}
+				conns[i] = conn
+				req := "POST /v1/leases/" + names[i%len(names)] + "/acquire?wait=" + c.wait.String() +
+					" HTTP/1.1\r\nHost: waitmem\r\nContent-Length: 0\r\n\r\n"
+				if _, err := io.WriteString(conn, req); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(s)
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return conns, nil, fmt.Errorf("sending the waiters: %w", err)
+	}
+
+	r := &result{}
+	for {
+		m, err := scrape(srv.url + "/metrics")
+		if err != nil {
+			return conns, nil, err
+		}
+		r.waiting, r.goroutines = int(m["leasehold_waiting_acquires"]), int(m["go_goroutines"])
+		if r.waiting >= c.waiters {
+			return conns, r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return conns, nil, fmt.Errorf("only %d of %d acquires waiting before the timeout", r.waiting, c.waiters)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func closeAll(conns []net.Conn) {
+	for _, conn := range conns {
+		if conn != nil {
+			conn.Close()
+		}
+	}
+}
+
+// drained waits until the server counts no waiting acquire.
+func drained(ctx context.Context, srv *server) error {
+	for {
+		m, err := scrape(srv.url + "/metrics")
+		if err != nil {
+			return err
+		}
+		if m["leasehold_waiting_acquires"] == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%v acquires still waiting after their clients hung up", m["leasehold_waiting_acquires"])
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // server is a running `leasehold serve`.
