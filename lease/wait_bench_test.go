@@ -11,7 +11,9 @@ package lease_test
 //     return of the next waiter's Acquire (the next holder's grant);
 //   - cmds/grant: commands the clients sent, from INFO commandstats deltas
 //     (EVALSHA/EVAL, SET for redsync, SUBSCRIBE and friends, PING, HELLO...);
-//   - calls/grant: every command Redis ran, including those inside scripts.
+//   - calls/grant: every command Redis ran, including those inside scripts;
+//   - Handoff/ping-after-hold: a bare PING after benchHold of idleness, the
+//     round trip that no handoff can beat on this machine.
 
 import (
 	"context"
@@ -174,9 +176,27 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 var benchRun atomic.Int64
 
 // BenchmarkHandoff: with 1, 8 and 64 waiters, how long from a release to
-// the next holder's grant.
+// the next holder's grant. Its first sub-benchmark, ping-after-hold, is the
+// floor under every handoff: one bare PING to the same Redis after the same
+// benchHold of idleness (on a VM an idle core wakes slowly, and a handoff
+// needs at least one round trip).
 func BenchmarkHandoff(b *testing.B) {
 	rdb := shared.Client(b)
+	b.Run("ping-after-hold", func(b *testing.B) {
+		ctx := context.Background()
+		lat := make([]time.Duration, 0, b.N)
+		for range b.N {
+			time.Sleep(benchHold)
+			start := time.Now()
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+		}
+		b.ReportMetric(float64(percentile(lat, 0.5).Microseconds()), "p50-µs")
+		b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
+		b.ReportMetric(0, "ns/op")
+	})
 	for _, l := range lockers(b, rdb) {
 		for _, waiters := range []int{1, 8, 64} {
 			b.Run(fmt.Sprintf("%s/waiters=%d", l.name, waiters), func(b *testing.B) {
