@@ -189,10 +189,11 @@ func TestReleaseBranches(t *testing.T) {
 	release := func(tok, announce string, handover ...any) []any {
 		return run(t, rdb, lua.Release, []string{key, fence}, append([]any{tok, announce}, handover...)...)
 	}
-	grant := func() int64 {
+	grantAs := func(holder, meta string) int64 {
 		rdb.Del(ctx, key)
-		return run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "a", "", 5000)[1].(int64)
+		return run(t, rdb, lua.Acquire, []string{key, fence}, tokA, holder, meta, 5000)[1].(int64)
 	}
+	grant := func() int64 { return grantAs("a", "") }
 	// mark is a failed attempt of a caller of client id that will wait.
 	mark := func(id string) {
 		if r := run(t, rdb, lua.Acquire, []string{key, fence}, tokB, "b", "", 5000, id); r[0] != "held" {
@@ -274,14 +275,20 @@ func TestReleaseBranches(t *testing.T) {
 	// caller's client only: a new grant with a new fence, marked by the
 	// caller's client.
 	const tokW = "token-w-0123456789"
+	// The waiter's holder and metadata replace the releaser's, and those
+	// that the waiter lacks are gone.
 	for _, tt := range []struct {
-		name, mark, holder, meta string
+		name, mark, relHolder, relMeta, holder, meta string
 	}{
-		{"unmarked", "", "w", "mw"},
-		{"marked by the caller's client", "me", "", ""},
+		{"unmarked", "", "a", "", "w", "mw"},
+		{"marked by the caller's client", "me", "a", "", "", ""},
+		{"unmarked, holder and metadata dropped", "", "a", "ma", "", ""},
+		{"unmarked, metadata dropped", "", "a", "ma", "w", ""},
+		{"unmarked, holder dropped", "", "a", "ma", "", "mw"},
+		{"unmarked, metadata replaced", "", "", "ma", "", "mw"},
 	} {
 		t.Run("handed "+tt.name, func(t *testing.T) {
-			f := grant()
+			f := grantAs(tt.relHolder, tt.relMeta)
 			if tt.mark != "" {
 				mark(tt.mark)
 			}
@@ -303,7 +310,10 @@ func TestReleaseBranches(t *testing.T) {
 			h, _ := rdb.HGetAll(ctx, key).Result()
 			want := map[string]string{"t": tokW, "f": strconv.FormatInt(r[1].(int64), 10), "l": "7000"}
 			if tt.holder != "" {
-				want["h"], want["m"] = tt.holder, tt.meta
+				want["h"] = tt.holder
+			}
+			if tt.meta != "" {
+				want["m"] = tt.meta
 			}
 			want["w"] = "me" // the caller's client: its other waiters may wait behind
 			if !reflect.DeepEqual(h, want) {

@@ -31,7 +31,7 @@
 --   {"handed", fence, now_ms}                       granted to the waiter ARGV[4]
 --   {"not_holder", holder, fence, pttl_ms, now_ms}  another token holds it; nothing changed
 --   {"not_found"}                                   no lease (released or expired)
-local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f', 'w')
+local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f', 'w', 'm')
 if not cur[1] then
   return {'not_found'}
 end
@@ -57,8 +57,20 @@ if client ~= '' and (not cur[4] or cur[4] == client) then
   end
   set[#set + 1] = 'w'
   set[#set + 1] = client
-  redis.call('DEL', KEYS[1])
+  -- Overwrite the hash in place (t, f, l, w and the waiter's h and m) and
+  -- drop only the releaser's holder or metadata that the waiter lacks:
+  -- cheaper than deleting the key and making it anew.
   redis.call('HSET', KEYS[1], unpack(set))
+  local stale = {}
+  if cur[2] and ARGV[5] == '' then
+    stale[#stale + 1] = 'h'
+  end
+  if cur[5] and ARGV[6] == '' then
+    stale[#stale + 1] = 'm'
+  end
+  if #stale > 0 then
+    redis.call('HDEL', KEYS[1], unpack(stale))
+  end
   redis.call('PEXPIRE', KEYS[1], ARGV[7])
   return {'handed', fence, math.floor(now_us / 1000)}
 end
