@@ -120,6 +120,12 @@ func TestAcquirePrintsOnlyTheTokenWithFlagsBeforeOrAfterName(t *testing.T) {
 		{"mixed", func(n string) []string {
 			return []string{"acquire", "--redis", srv.URL(), n, "--ttl", "5s", "--holder", "h1"}
 		}},
+		{"connection flag before the command", func(n string) []string {
+			return []string{"--redis", srv.URL(), "acquire", n, "--ttl", "5s", "--holder", "h1"}
+		}},
+		{"connection flag with equals sign before the command", func(n string) []string {
+			return []string{"--redis=" + srv.URL(), "acquire", "--ttl", "5s", n, "--holder", "h1"}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := name(t)

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/alecthomas/kong"
 )
@@ -84,7 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "leasehold:", err)
 		return exitFailure
 	}
-	kctx, err := parser.Parse(args)
+	kctx, err := parser.Parse(hoistConnFlags(args))
 	if exitCode >= 0 { // --help or --version
 		return exitCode
 	}
@@ -105,4 +107,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "leasehold:", err)
 	return exitFailure
+}
+
+// connFlagNames are the connection flags (connFlags) that may also stand
+// before the command, as etcdctl and kubectl take theirs:
+// "leasehold --server URL acquire job" is "leasehold acquire --server URL job".
+var connFlagNames = []string{"--server", "--auth-token", "--redis"}
+
+// hoistConnFlags moves the connection flags that stand before the command
+// to just after it, where kong parses them. Anything else is left as it is,
+// for kong to parse or refuse.
+func hoistConnFlags(args []string) []string {
+	var lead []string
+	i := 0
+	for i < len(args) {
+		flag, _, withValue := strings.Cut(args[i], "=")
+		if !slices.Contains(connFlagNames, flag) || (!withValue && i+1 == len(args)) {
+			break
+		}
+		if withValue {
+			lead = append(lead, args[i])
+			i++
+		} else {
+			lead = append(lead, args[i], args[i+1])
+			i += 2
+		}
+	}
+	if len(lead) == 0 || i == len(args) || strings.HasPrefix(args[i], "-") {
+		return args
+	}
+	return slices.Concat(args[i:i+1], lead, args[i+1:])
 }
