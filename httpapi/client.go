@@ -221,7 +221,7 @@ func (c *Client) grant(g *grantBody, op string) (*lease.Lease, error) {
 }
 
 func (c *Client) malformed(op string, err error) error {
-	return &lease.BackendError{Op: op, Err: fmt.Errorf("the server's answer is malformed: %w", err)}
+	return &lease.BackendError{Op: op, Backend: serverBackend, Err: fmt.Errorf("the server's answer is malformed: %w", err)}
 }
 
 // call sends one request and decodes a 200 into out, or turns the answer
@@ -267,6 +267,10 @@ func (c *Client) call(ctx context.Context, op, method, path string, params map[s
 	return decodeError(op, resp, data)
 }
 
+// serverBackend is what a BackendError of this client says did not answer,
+// unless the server itself answered that its Redis did not.
+const serverBackend = "the Leasehold server"
+
 // transportErr is a request that got no answer. The caller's own
 // cancellation or deadline is returned wrapping ctx.Err(); the client's
 // timeout and network failures are *lease.BackendError.
@@ -274,7 +278,7 @@ func transportErr(parent context.Context, op, method string, err error) error {
 	if parent.Err() != nil {
 		return fmt.Errorf("httpapi: %s: %w", op, parent.Err())
 	}
-	return &lease.BackendError{Op: op, MayHaveApplied: method == http.MethodPost && op != "verify", Err: err}
+	return &lease.BackendError{Op: op, Backend: serverBackend, MayHaveApplied: method == http.MethodPost && op != "verify", Err: err}
 }
 
 // decodeError turns a non-200 answer into the error the lease package would

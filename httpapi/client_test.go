@@ -160,8 +160,8 @@ func TestClientBackendErrors(t *testing.T) {
 	defer rs.Resume()
 	_, err := c.Acquire(bg, name, nil)
 	var be *lease.BackendError
-	if !errors.As(err, &be) || !be.MayHaveApplied || be.Op != "acquire" {
-		t.Errorf("Acquire on a paused Redis: got %v, want *lease.BackendError that may have applied", err)
+	if !errors.As(err, &be) || !be.MayHaveApplied || be.Op != "acquire" || !strings.Contains(err.Error(), "Redis is unavailable") {
+		t.Errorf("Acquire on a paused Redis: got %v, want *lease.BackendError that may have applied, blaming Redis", err)
 	}
 	if _, err := c.Get(bg, name); !errors.As(err, &be) || be.MayHaveApplied {
 		t.Errorf("Get on a paused Redis: got %v, want *lease.BackendError not applied", err)
@@ -171,8 +171,8 @@ func TestClientBackendErrors(t *testing.T) {
 	}
 	// A server that is not there at all.
 	dead := httpapi.NewClient("http://127.0.0.1:1", nil)
-	if _, err := dead.Get(bg, name); !errors.As(err, &be) {
-		t.Errorf("Get of a dead server: got %v, want *lease.BackendError", err)
+	if _, err := dead.Get(bg, name); !errors.As(err, &be) || !strings.Contains(err.Error(), "the Leasehold server is unavailable") {
+		t.Errorf("Get of a dead server: got %v, want *lease.BackendError blaming the server", err)
 	}
 }
 

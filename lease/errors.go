@@ -92,14 +92,18 @@ func invalid(code, format string, args ...any) error {
 	return &InvalidError{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// BackendError is a failure to reach Redis or to get its answer in time.
-// MayHaveApplied tells whether the change could have taken effect anyway (a
-// write whose request may have reached Redis before the failure); it is false
-// for reads and for requests that never left.
+// BackendError is a failure to reach Redis (or, for the HTTP client, the
+// Leasehold server) or to get its answer in time. MayHaveApplied tells
+// whether the change could have taken effect anyway (a write whose request
+// may have reached Redis before the failure); it is false for reads and for
+// requests that never left.
 type BackendError struct {
 	Op             string
 	MayHaveApplied bool
 	Err            error
+	// Backend names what did not answer, for the message: "" is Redis; the
+	// HTTP client's errors say "the Leasehold server".
+	Backend string
 }
 
 func (e *BackendError) Error() string {
@@ -107,7 +111,11 @@ func (e *BackendError) Error() string {
 	if e.MayHaveApplied {
 		applied = "it may have been applied"
 	}
-	return fmt.Sprintf("lease: %s: redis unavailable (%v); %s", e.Op, e.Err, applied)
+	backend := e.Backend
+	if backend == "" {
+		backend = "Redis"
+	}
+	return fmt.Sprintf("lease: %s: %s is unavailable (%v); %s", e.Op, backend, e.Err, applied)
 }
 
 // Unwrap returns the underlying error.
