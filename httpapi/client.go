@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -278,7 +280,15 @@ func transportErr(parent context.Context, op, method string, err error) error {
 	if parent.Err() != nil {
 		return fmt.Errorf("httpapi: %s: %w", op, parent.Err())
 	}
-	return &lease.BackendError{Op: op, Backend: serverBackend, MayHaveApplied: method == http.MethodPost && op != "verify", Err: err}
+	write := method == http.MethodPost && op != "verify"
+	return &lease.BackendError{Op: op, Backend: serverBackend, MayHaveApplied: write && !neverSent(err), Err: err}
+}
+
+// neverSent reports whether err shows that the request never left: the
+// connection to the server could not be made.
+func neverSent(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // decodeError turns a non-200 answer into the error the lease package would

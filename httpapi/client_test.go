@@ -174,6 +174,10 @@ func TestClientBackendErrors(t *testing.T) {
 	if _, err := dead.Get(bg, name); !errors.As(err, &be) || !strings.Contains(err.Error(), "the Leasehold server is unavailable") {
 		t.Errorf("Get of a dead server: got %v, want *lease.BackendError blaming the server", err)
 	}
+	// A write that could not connect never left: it was not applied.
+	if _, err := dead.Acquire(bg, name, nil); !errors.As(err, &be) || be.MayHaveApplied || !strings.Contains(err.Error(), "it was not applied") {
+		t.Errorf("Acquire of a dead server: got %v, want *lease.BackendError not applied", err)
+	}
 }
 
 func TestClientAuthAndOtherStatuses(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -91,6 +92,11 @@ func exitFor(err error, conflict int) error {
 		return &exitError{code: exitLost, err: err}
 	}
 	// Backend errors, connection failures, timeouts: unavailable.
+	var be *lease.BackendError
+	if errors.As(err, &be) && be.Backend != "" && errors.Is(err, syscall.ECONNREFUSED) {
+		err = fmt.Errorf("%w\nnothing listens at that server address: start one with `leasehold serve`, "+
+			"give its URL with --server or LEASEHOLD_SERVER, or talk to Redis directly with --redis", err)
+	}
 	return &exitError{code: exitUnavailable, err: err}
 }
 

@@ -184,10 +184,12 @@ func TestExitCodes(t *testing.T) {
 		{"renew without token", []string{"renew", "x"}, 64, "--token"},
 		{"redis down", []string{"acquire", "x", "--redis", down}, 69, "unavailable"},
 		{"redis down on get", []string{"get", "x", "--redis", down}, 69, "unavailable"},
+		{"server down", []string{"get", "x", "--server", "http://127.0.0.1:1"}, 69, "the Leasehold server is unavailable"},
+		{"server down says what to do", []string{"--server", "http://127.0.0.1:1", "acquire", "x"}, 69, "start one with `leasehold serve`"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := tc.args
-			if !strings.Contains(strings.Join(args, " "), "--redis") {
+			if joined := strings.Join(args, " "); !strings.Contains(joined, "--redis") && !strings.Contains(joined, "--server") {
 				args = append(args, "--redis", srv.URL())
 			}
 			r := lh(t, args...)
