@@ -80,15 +80,23 @@ func (e *env) start(t *testing.T, ttl int, args ...string) *script {
 	s := &script{cmd: exec.Command("./with-lease.sh", args...), done: make(chan struct{})}
 	s.cmd.Env = append(os.Environ(), "LEASEHOLD_SERVER="+e.url, "LEASE_TTL="+strconv.Itoa(ttl), "KILL_AFTER=1")
 	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.errb
+	// Its own process group, so that cleanup ends the renewer and the
+	// command too; and a Wait that returns even if one of them kept the
+	// output pipes open.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.WaitDelay = 5 * time.Second
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		s.cmd.Process.Kill()
-		<-s.done
-	})
+	t.Cleanup(s.kill)
 	return s
+}
+
+// kill ends the script's whole process group and waits for it.
+func (s *script) kill() {
+	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.done
 }
 
 func (s *script) finish(t *testing.T, within time.Duration) int {
@@ -97,6 +105,7 @@ func (s *script) finish(t *testing.T, within time.Duration) int {
 	case <-s.done:
 		return s.cmd.ProcessState.ExitCode()
 	case <-time.After(within):
+		s.kill() // before reading its output, which it writes until then
 		t.Fatalf("with-lease.sh still running after %v; stderr %q", within, s.errb.String())
 		return -1
 	}

@@ -115,7 +115,9 @@ while kill -0 "$work" 2>/dev/null; do
 	wait "$work"
 	rc=$?
 done
-kill "$renewer" 2>/dev/null
+# USR1, which this script does not trap: a renewer that has not yet reset
+# the traps it inherited would run the TERM trap and go on renewing.
+kill -USR1 "$renewer" 2>/dev/null
 wait "$renewer" 2>/dev/null
 if [ -e "$lost" ]; then
 	echo "$0: the lease was lost while the command ran; exit 76" >&2
