@@ -62,6 +62,9 @@ type result struct {
 // variables from the test's own environment.
 func command(args ...string) *exec.Cmd {
 	cmd := exec.Command(bin, args...)
+	// A command that `run` started outlives a killed leasehold with our
+	// output pipes open: let Wait return anyway.
+	cmd.WaitDelay = 5 * time.Second
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "LEASEHOLD_") && !strings.HasPrefix(kv, "LEASE_") {
 			cmd.Env = append(cmd.Env, kv)
