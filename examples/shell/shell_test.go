@@ -182,6 +182,27 @@ func TestScriptPassesSIGTERMAndReleases(t *testing.T) {
 	}
 }
 
+// TestScriptKilledLetsTheLeaseExpire: a script killed with SIGKILL runs no
+// trap, and its renewer must not keep the lease alive without it.
+func TestScriptKilledLetsTheLeaseExpire(t *testing.T) {
+	e := setup(t)
+	dir := t.TempDir()
+	s := e.start(t, 3, "killed", "sh", "-c", `echo up > `+dir+`/up; sleep 30`)
+	waitFile(t, dir+"/up")
+	s.cmd.Process.Signal(syscall.SIGKILL) // the script alone: its renewer and command stay
+	// Renewed at most a second ago, a 3s lease is gone within 4s, plus the
+	// renewer's one last renewal if one was under way.
+	for deadline := time.Now().Add(6 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		_, err := e.c.Get(bg, "killed")
+		if errors.Is(err, lease.ErrNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("6s after the script was killed: Get = %v, want the lease expired", err)
+		}
+	}
+}
+
 func TestScriptExitCodes(t *testing.T) {
 	e := setup(t)
 	if code := e.start(t, 3, "bad/name", "true").finish(t, 5*time.Second); code != 64 {

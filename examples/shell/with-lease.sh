@@ -88,6 +88,9 @@ work=$!
 	expires=$(($(date +%s) + ttl))
 	pause=$every
 	while sleep "$pause" </dev/null >/dev/null 2>&1; do
+		# $$ is this script (also in the subshell): once it is gone (SIGKILL
+		# runs no trap), stop renewing and let the lease expire.
+		kill -0 $$ 2>/dev/null || exit 0
 		sent=$(date +%s)
 		resp=$(post "/v1/leases/$name/renew?token=$LEASE_TOKEN")
 		case $(status "$resp") in
