@@ -62,12 +62,18 @@ type KeeperOptions struct {
 	MaxRetryInterval time.Duration
 	// Clock is the time source. Default the real clock.
 	Clock Clock
+	// Margin is how much earlier than the lease's expiry the Keeper takes it
+	// for lost: the allowance for this machine's clock running slower than
+	// Redis's, and for the loss to reach the caller. Default DefaultMargin(TTL),
+	// 1% of it + 5ms; at most half the TTL.
+	Margin time.Duration
 	// Sent is when (by Clock) the Acquire of the lease was sent: the Keeper
 	// counts the lease's expiry from then, so it never believes the lease
-	// lives longer than it does. Default: when Keep is called, which is later
-	// than the grant by the Acquire's answer's trip. For an Acquire that
-	// waited, the grant came some time after the send: give the time the
-	// answer arrived (or leave Sent zero).
+	// lives longer than it does. Default, and whenever it is earlier with
+	// the real clock: the lease's own Sent, which every transport of this
+	// module sets (for a waiting Acquire, when the call that granted it was
+	// sent). Without either, when Keep is called, which is later than the
+	// grant by the answer's trip.
 	Sent time.Time
 }
 
@@ -76,12 +82,33 @@ type KeeperOptions struct {
 //
 // Renewals run about every TTL/3. A renewal that fails for a moment (a
 // *BackendError: Redis or the server briefly away, a timeout) is retried with
-// exponential backoff until the lease's own expiry, counted conservatively
-// from when the last successful renewal was sent; the lease is lost only
+// exponential backoff until the lease's own expiry; the lease is lost only
 // then. A renewal answered *NotHolderError or *NotFoundError means the lease
 // is already gone: the Keeper reports the loss at once. Any other error
 // (invalid input, an HTTP auth failure) is retried like a backend failure,
 // since it may be fixed before the lease expires.
+//
+// # When the loss is reported
+//
+// The Keeper reports the loss (Done is closed, Err is a *LostError) no
+// later than the moment another client could be granted the lease, however
+// the path to Redis fails (hangs, drops, slow replies):
+//
+//   - A grant or renewal of TTL T that was sent at local time s was applied
+//     by Redis at some instant after s, so Redis keeps it until at least
+//     s + T by Redis's clock; no other client is granted the name before.
+//   - The Keeper takes the lease for lost at s + T - Margin by its own clock
+//     (Margin is 1% of T + 5ms unless set): this covers a local clock that
+//     runs up to 1% slower than Redis's, and the few milliseconds the loss
+//     takes to reach the caller.
+//   - No renewal attempt outlives that moment: each is bounded by a context
+//     that ends there, and the transports enforce a call's deadline
+//     themselves, whatever options the go-redis client has (package doc).
+//
+// What it does not cover: this process being paused (GC, SIGSTOP, a
+// suspended VM) for longer than the margin while it believes it holds the
+// lease, and clocks that drift apart by more than the margin. Both are why
+// writes must carry the fence.
 //
 // Holding is never guaranteed: between two renewals the lease can be taken by
 // another holder (after a pause of this process longer than the TTL, or a
@@ -94,6 +121,7 @@ type Keeper struct {
 	ttl    time.Duration // asked of each renew; 0: the grant's own
 	every  time.Duration
 	maxGap time.Duration
+	margin time.Duration // KeeperOptions.Margin; 0: DefaultMargin
 	clock  Clock
 
 	ctx    context.Context
@@ -102,7 +130,22 @@ type Keeper struct {
 
 	mu      sync.Mutex // guards lease and expires
 	lease   *Lease     // the latest grant, as Renew answered it
-	expires time.Time  // local clock: the latest the lease can still live
+	expires time.Time  // local clock: when the lease is taken for lost unless renewed
+}
+
+// DefaultMargin returns the Keeper's default margin for a TTL: 1% of it
+// plus 5ms, at most half of it.
+func DefaultMargin(ttl time.Duration) time.Duration {
+	return min(ttl/100+5*time.Millisecond, ttl/2)
+}
+
+// lost returns when a grant of ttl sent at sent is taken for lost.
+func (k *Keeper) lost(sent time.Time, ttl time.Duration) time.Time {
+	m := DefaultMargin(ttl)
+	if k.margin > 0 {
+		m = min(k.margin, ttl/2)
+	}
+	return sent.Add(ttl - m)
 }
 
 // Keep starts keeping l (a lease this caller acquired, with its Token) until
@@ -127,14 +170,18 @@ func Keep(ctx context.Context, c Interface, l *Lease, opts *KeeperOptions) *Keep
 		o.MaxRetryInterval = max(ttl/10, 10*time.Millisecond)
 	}
 	sent := o.Sent
+	if _, real := o.Clock.(realClock); real && !l.Sent.IsZero() && (sent.IsZero() || l.Sent.Before(sent)) {
+		sent = l.Sent // the transport's own record, by the same clock
+	}
 	if sent.IsZero() {
 		sent = o.Clock.Now()
 	}
 	k := &Keeper{
 		c: c, name: l.Name, token: l.Token, ttl: o.TTL, every: max(o.Interval, time.Millisecond),
-		maxGap: o.MaxRetryInterval, clock: o.Clock,
-		done: make(chan struct{}), lease: new(*l), expires: sent.Add(l.TTL),
+		maxGap: o.MaxRetryInterval, margin: o.Margin, clock: o.Clock,
+		done: make(chan struct{}), lease: new(*l),
 	}
+	k.expires = k.lost(sent, l.TTL)
 	k.ctx, k.cancel = context.WithCancelCause(ctx)
 	go k.run()
 	return k
@@ -188,7 +235,7 @@ func (k *Keeper) Release(ctx context.Context) error {
 	return err
 }
 
-// expiry returns the local time by which the lease is surely gone unless renewed.
+// expiry returns the local time at which the lease is taken for lost unless renewed.
 func (k *Keeper) expiry() time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -235,7 +282,7 @@ func (k *Keeper) renew() bool {
 		case err == nil:
 			k.mu.Lock()
 			k.lease = l
-			k.expires = sent.Add(l.TTL)
+			k.expires = k.lost(sent, l.TTL)
 			k.mu.Unlock()
 			return true
 		case k.ctx.Err() != nil:

@@ -64,6 +64,11 @@ type Lease struct {
 	// ExpiresAt is when the lease ends by Redis's clock, to the millisecond.
 	ExpiresAt time.Time
 	Metadata  string
+	// Sent is when, by this process's clock, the request that made this
+	// grant (or renewal) was sent: Redis applied it later, so the lease
+	// lives at least until Sent + TTL by Redis's clock. A Keeper counts the
+	// lease's life from it. Zero for reads.
+	Sent time.Time
 }
 
 // AcquireOptions are the optional parts of an Acquire. A nil *AcquireOptions
@@ -224,6 +229,14 @@ func (c *Client) MaxWait() time.Duration { return c.maxWait }
 // so the first calls need no EVAL. Calls work without it: a missing script is
 // loaded on demand.
 func (c *Client) LoadScripts(ctx context.Context) error {
+	_, err := boundedCall(ctx, func() (struct{}, error) { return struct{}{}, c.loadScripts(ctx) })
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		return c.backendErr("load scripts", false, err)
+	}
+	return err
+}
+
+func (c *Client) loadScripts(ctx context.Context) error {
 	for _, s := range []*script{acquireScript, renewScript, releaseScript, inspectScript, raiseScript} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return c.backendErr("load scripts", false, err)
@@ -235,7 +248,7 @@ func (c *Client) LoadScripts(ctx context.Context) error {
 // Ping checks that Redis answers and that the scripts are loaded.
 func (c *Client) Ping(ctx context.Context) error {
 	shas := []string{acquireScript.Hash(), renewScript.Hash(), releaseScript.Hash(), inspectScript.Hash(), raiseScript.Hash()}
-	loaded, err := c.rdb.ScriptExists(ctx, shas...).Result()
+	loaded, err := boundedCall(ctx, func() ([]bool, error) { return c.rdb.ScriptExists(ctx, shas...).Result() })
 	if err != nil {
 		return c.backendErr("ping", false, err)
 	}
@@ -332,6 +345,7 @@ func (c *Client) checkAcquire(name string, o *AcquireOptions) error {
 func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions, waiter string) (*Lease, error) {
 	ttl := o.TTL.Milliseconds()
 	key, fence := c.fenceKey(name)
+	sent := time.Now()
 	res, err := c.run(ctx, acquireScript, key, fence, o.Token, o.Holder, o.Metadata, ttl, waiter)
 	if err != nil {
 		return nil, c.backendErr("acquire", true, err)
@@ -341,7 +355,7 @@ func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions,
 	case "granted":
 		return &Lease{
 			Name: name, Holder: o.Holder, Token: o.Token, Fence: r.int(1),
-			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata,
+			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata, Sent: sent,
 		}, r.err("acquire", 4)
 	case "held":
 		// PTTL counts whole milliseconds: a lease that is still there lives
@@ -366,6 +380,7 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 			return nil, err
 		}
 	}
+	sent := time.Now()
 	res, err := c.run(ctx, renewScript, c.key(name), token, ttl.Milliseconds())
 	if err != nil {
 		return nil, c.backendErr("renew", true, err)
@@ -376,7 +391,7 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 		ms := r.int(2)
 		return &Lease{
 			Name: name, Holder: r.str(4), Token: token, Fence: r.int(1),
-			TTL: msDur(ms), ExpiresAt: msTime(r.int(3) + ms), Metadata: r.str(5),
+			TTL: msDur(ms), ExpiresAt: msTime(r.int(3) + ms), Metadata: r.str(5), Sent: sent,
 		}, r.err("renew", 6)
 	case "not_holder":
 		return nil, firstErr(r.err("renew", 5), r.notHolder(name))
@@ -409,6 +424,7 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 			err error
 			o   *AcquireOptions
 		)
+		sent := time.Now()
 		if w == nil {
 			res, err = c.run(ctx, releaseScript, key, fence, token, c.announce) // publishes on c.channel(name)
 		} else {
@@ -437,7 +453,7 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 		ttl := o.TTL.Milliseconds()
 		if w.hand(&Lease{
 			Name: name, Holder: o.Holder, Token: o.Token, Fence: r.int(1),
-			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata,
+			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata, Sent: sent,
 		}) {
 			return nil
 		}

@@ -3,6 +3,8 @@ package lease
 import (
 	"context"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +28,14 @@ const maxScansPerPage = 32
 // from that SCAN batch, so a batch larger than Limit is split between pages
 // without losing names.
 func (c *Client) List(ctx context.Context, opts *ListOptions) (*Page, error) {
+	p, err := boundedCall(ctx, func() (*Page, error) { return c.list(ctx, opts) })
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		err = fmt.Errorf("lease: list: %w", ctx.Err())
+	}
+	return p, err
+}
+
+func (c *Client) list(ctx context.Context, opts *ListOptions) (*Page, error) {
 	var o ListOptions
 	if opts != nil {
 		o = *opts

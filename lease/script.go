@@ -55,7 +55,9 @@ func (c *Client) process(ctx context.Context, args []any) ([]any, error) {
 	inflight := c.inflight.Add(1)
 	defer c.inflight.Add(-1)
 	if c.ap == nil || inflight == 1 && !pipelineLoneCalls {
-		_ = c.rdb.Process(ctx, cmd)
+		if err := bounded(ctx, func() { _ = c.rdb.Process(ctx, cmd) }); err != nil {
+			return nil, err
+		}
 		return cmd.Slice()
 	}
 	// The autopipeliner runs the command on a context of its own, so wait
@@ -65,4 +67,56 @@ func (c *Client) process(ctx context.Context, args []any) ([]any, error) {
 		return nil, err
 	}
 	return cmd.Slice()
+}
+
+// bounded runs call, which talks to Redis, and returns when it has
+// returned or when ctx ends, whichever comes first: then with ctx's error,
+// while call goes on in the background until the Redis client's own
+// timeouts end it. Whatever call writes must not be read after that.
+//
+// go-redis looks at a context only to wait for a pooled connection and to
+// dial: with its default options a command sent into a path that hangs
+// blocks for ReadTimeout (3s), and is retried after it (MaxRetries, 3),
+// whatever the caller's deadline. A Keeper whose renew outlives the lease
+// would report the loss after another client was granted it; so every call
+// of this package enforces its context's deadline and cancellation itself,
+// whatever options the user's Redis client has.
+func bounded(ctx context.Context, call func()) error {
+	if ctx.Done() == nil { // context.Background and the like: nothing to honour
+		call()
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		call()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		select {
+		case <-done: // both at once: the answer is there, take it
+			return nil
+		default:
+			return ctx.Err()
+		}
+	}
+}
+
+// boundedCall is bounded for a call with a result: fn's result, or ctx's
+// error when ctx ends first (fn's result is then never read).
+func boundedCall[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+	var (
+		v   T
+		err error
+	)
+	if berr := bounded(ctx, func() { v, err = fn() }); berr != nil {
+		var zero T
+		return zero, berr
+	}
+	return v, err
 }
