@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,7 +66,7 @@ func (r *Redlock) MaxWait() time.Duration { return r.nodes[0].maxWait }
 // LoadScripts loads the scripts into every master; it fails only when fewer
 // than a quorum took them.
 func (r *Redlock) LoadScripts(ctx context.Context) error {
-	_, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+	_, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (struct{}, error) {
 		return struct{}{}, c.LoadScripts(ctx)
 	})
 	return r.quorumErr("load scripts", errs)
@@ -73,7 +74,7 @@ func (r *Redlock) LoadScripts(ctx context.Context) error {
 
 // Ping checks that a quorum of masters answers with the scripts loaded.
 func (r *Redlock) Ping(ctx context.Context) error {
-	_, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+	_, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (struct{}, error) {
 		return struct{}{}, c.Ping(ctx)
 	})
 	return r.quorumErr("ping", errs)
@@ -112,16 +113,17 @@ func (r *Redlock) Acquire(ctx context.Context, name string, opts *AcquireOptions
 	if err := r.nodes[0].checkAcquire(name, &o); err != nil {
 		return nil, err
 	}
-	if o.Token == "" {
+	ownToken := o.Token == ""
+	if ownToken {
 		o.Token = NewToken()
 	}
 	if o.Wait == 0 {
-		return r.tryAcquire(ctx, name, &o)
+		return r.tryAcquire(ctx, name, &o, ownToken)
 	}
 	deadline := time.NewTimer(o.Wait)
 	defer deadline.Stop()
 	for {
-		l, err := r.tryAcquire(ctx, name, &o)
+		l, err := r.tryAcquire(ctx, name, &o, ownToken)
 		var held *HeldError
 		if !errors.As(err, &held) {
 			return l, err
@@ -139,31 +141,33 @@ func (r *Redlock) Acquire(ctx context.Context, name string, opts *AcquireOptions
 	}
 }
 
-func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
+// tryAcquire runs one round of Acquire. ownToken says the token is one this
+// call made, which no grant can have had before it.
+func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
 	start := time.Now()
-	grants, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (*Lease, error) {
-		return c.tryAcquire(ctx, name, o, "")
+	grants, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (grant, error) {
+		return c.grant(ctx, name, o)
 	})
 	var (
 		got   []*Lease
 		fence int64
 	)
-	for _, l := range grants {
-		if l != nil {
-			got = append(got, l)
-			fence = max(fence, l.Fence)
+	for _, g := range grants {
+		if g.l != nil {
+			got = append(got, g.l)
+			fence = max(fence, g.l.Fence)
 		}
 	}
 	if len(got) >= r.quorum {
 		// Lift every granting master to the largest fence, so the quorum agrees.
 		raised := len(got)
 		if !sameFence(got) {
-			_, rerrs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+			_, rerrs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (struct{}, error) {
 				return struct{}{}, c.raise(ctx, name, o.Token, fence)
 			})
 			raised = 0
 			for i, err := range rerrs {
-				if err == nil && grants[i] != nil {
+				if err == nil && grants[i].l != nil {
 					raised++
 				}
 			}
@@ -181,13 +185,78 @@ func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions
 			return &l, nil
 		}
 	}
-	// No quorum: undo what was granted, so the name frees up for others.
-	if len(got) > 0 {
-		each(context.WithoutCancel(ctx), r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
-			return struct{}{}, c.Release(ctx, name, o.Token)
-		})
+	return nil, r.heldErr(name, errs, r.undo(ctx, name, o.Token, ownToken, grants))
+}
+
+// undo releases, after a failed round, the grants that the round made, so
+// the name frees up for others, and reports whether some change of the
+// round may remain (the call's answer then says it may have been applied).
+//
+// A token this call made (ownToken) was nobody's before: every master that
+// granted, or may have, is released. A token the caller brought may be the
+// holder's own, re-acquiring the grant it has: a master that answered a
+// re-grant keeps it (that is the live grant, now with this call's TTL,
+// holder and metadata, as after a Renew that reached it), and so does a
+// master whose answer was lost, which may hold it too; only the new grants
+// are released. The caller still knows the token of whatever remains.
+func (r *Redlock) undo(ctx context.Context, name, token string, ownToken bool, grants []grant) (mayRemain bool) {
+	release := make([]bool, len(r.nodes))
+	for i, g := range grants {
+		switch {
+		case ownToken:
+			release[i] = true
+		case g.l == nil:
+			mayRemain = true // unknown, or held by another: left alone
+		case g.again:
+			mayRemain = true
+		default:
+			release[i] = true
+		}
 	}
-	return nil, r.heldErr(name, errs)
+	if !slices.Contains(release, true) {
+		return mayRemain
+	}
+	each(context.WithoutCancel(ctx), r.nodes, func(ctx context.Context, i int, c *Client) (struct{}, error) {
+		if !release[i] {
+			return struct{}{}, nil
+		}
+		return struct{}{}, c.Release(ctx, name, token)
+	})
+	return mayRemain
+}
+
+// grant is one master's answer to an acquire.
+type grant struct {
+	l *Lease // nil: not granted
+	// again says the token already held the lease there: the acquire
+	// re-granted it (same fence) rather than granting it anew.
+	again bool
+}
+
+// grant runs the acquire script once, as Client.tryAcquire does, and also
+// says whether the grant is a re-grant (the reply's last element), which
+// Redlock needs to undo only what it made.
+func (c *Client) grant(ctx context.Context, name string, o *AcquireOptions) (grant, error) {
+	ttl := o.TTL.Milliseconds()
+	key, fence := c.fenceKey(name)
+	res, err := c.run(ctx, acquireScript, key, fence, o.Token, o.Holder, o.Metadata, ttl, "")
+	if err != nil {
+		return grant{}, c.backendErr("acquire", true, err)
+	}
+	r := reply(res)
+	switch r.str(0) {
+	case "granted":
+		if err := r.err("acquire", 4); err != nil {
+			return grant{}, err
+		}
+		return grant{l: &Lease{
+			Name: name, Holder: o.Holder, Token: o.Token, Fence: r.int(1),
+			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata,
+		}, again: r.int(3) == 1}, nil
+	case "held":
+		return grant{}, firstErr(r.err("acquire", 5), &HeldError{Name: name, Holder: r.str(1), Fence: r.int(2), TTL: max(msDur(r.int(3)), time.Millisecond)})
+	}
+	return grant{}, r.unexpected("acquire")
 }
 
 func sameFence(ls []*Lease) bool {
@@ -199,8 +268,9 @@ func sameFence(ls []*Lease) bool {
 	return true
 }
 
-// heldErr explains a failed quorum acquire from the masters' answers.
-func (r *Redlock) heldErr(name string, errs []error) error {
+// heldErr explains a failed quorum acquire from the masters' answers;
+// mayRemain says some of its changes may remain.
+func (r *Redlock) heldErr(name string, errs []error, mayRemain bool) error {
 	var (
 		helds    []*HeldError
 		backends []error
@@ -218,7 +288,7 @@ func (r *Redlock) heldErr(name string, errs []error) error {
 		if ctxErr := firstCtxErr(backends); ctxErr != nil {
 			return ctxErr
 		}
-		return &BackendError{Op: "acquire", MayHaveApplied: false, Err: fmt.Errorf(
+		return &BackendError{Op: "acquire", MayHaveApplied: mayRemain, Err: fmt.Errorf(
 			"no quorum: %d of %d masters needed: %w", r.quorum, len(r.nodes), errors.Join(backends...))}
 	}
 	// The quorum frees up when enough held masters expire: of the held ones,
@@ -249,7 +319,7 @@ func firstCtxErr(errs []error) error {
 // quorum did within the TTL. Otherwise the caller has lost it.
 func (r *Redlock) Renew(ctx context.Context, name, token string, ttl time.Duration) (*Lease, error) {
 	start := time.Now()
-	ls, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (*Lease, error) {
+	ls, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (*Lease, error) {
 		return c.Renew(ctx, name, token, ttl)
 	})
 	if err := invalidOf(errs); err != nil {
@@ -309,7 +379,7 @@ func (r *Redlock) lostErr(op, name string, errs []error) error {
 
 // Release deletes the lease on every master that has it for token.
 func (r *Redlock) Release(ctx context.Context, name, token string) error {
-	_, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+	_, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (struct{}, error) {
 		return struct{}{}, c.Release(ctx, name, token)
 	})
 	if err := invalidOf(errs); err != nil {
@@ -355,7 +425,7 @@ func (r *Redlock) inspect(ctx context.Context, name, token string) (*Lease, int,
 		l     *Lease
 		match bool
 	}
-	res, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (seen, error) {
+	res, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (seen, error) {
 		l, m, err := c.inspect(ctx, name, token)
 		return seen{l, m}, err
 	})
@@ -449,17 +519,14 @@ func (c *Client) raise(ctx context.Context, name, token string, fence int64) err
 	return nil
 }
 
-// each runs fn on every node at once and returns the results in node order.
-func each[T any](ctx context.Context, nodes []*Client, fn func(context.Context, *Client) (T, error)) ([]T, []error) {
+// each runs fn on every node at once (given its index) and returns the
+// results in node order.
+func each[T any](ctx context.Context, nodes []*Client, fn func(context.Context, int, *Client) (T, error)) ([]T, []error) {
 	res := make([]T, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, c := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res[i], errs[i] = fn(ctx, c)
-		}()
+		wg.Go(func() { res[i], errs[i] = fn(ctx, i, c) })
 	}
 	wg.Wait()
 	return res, errs
