@@ -23,9 +23,14 @@ var raiseScript = newScript(lua.Raise, 2)
 // of a minority of them.
 //
 // Fences stay strictly increasing across quorums: after a grant, every master
-// of the quorum is lifted (the raise script) to the largest fence any of them
+// of the quorum is set (the raise script) to the largest fence any of them
 // granted, and any two majorities share a master, so the next grant on any
-// majority exceeds it.
+// majority exceeds it. Every fence reported for one grant is that number:
+// Acquire's, an idempotent re-acquire's, Renew's (and so a Keeper's), and
+// Verify's. A master can hold the token with another fence (the raise missed
+// it, or its acquire timed out and landed later); the raise marks the fence a
+// quorum decided, Renew reads it when the masters disagree and sets the others
+// to it, and Verify by fence finds a quorum that agrees once they are set.
 //
 // Redlock rests on bounded clock drift between the masters and the client
 // (Options has no knob: the drift allowance is 1% of the TTL plus 2ms, as in
@@ -148,44 +153,142 @@ func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions
 	grants, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (grant, error) {
 		return c.grant(ctx, name, o)
 	})
-	var (
-		got   []*Lease
-		fence int64
-	)
-	for _, g := range grants {
+	var granted, again []int
+	for i, g := range grants {
 		if g.l != nil {
-			got = append(got, g.l)
-			fence = max(fence, g.l.Fence)
+			granted = append(granted, i)
+			if g.again {
+				again = append(again, i)
+			}
 		}
 	}
-	if len(got) >= r.quorum {
-		// Lift every granting master to the largest fence, so the quorum agrees.
-		raised := len(got)
-		if !sameFence(got) {
-			_, rerrs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (struct{}, error) {
-				return struct{}{}, c.raise(ctx, name, o.Token, fence)
-			})
-			raised = 0
-			for i, err := range rerrs {
-				if err == nil && grants[i].l != nil {
-					raised++
-				}
-			}
-		}
-		validity := o.TTL - time.Since(start) - drift(o.TTL)
-		if raised >= r.quorum && validity > 0 {
-			l := *got[0]
-			l.Fence = fence
-			for _, g := range got[1:] {
-				if g.ExpiresAt.Before(l.ExpiresAt) {
-					l.ExpiresAt = g.ExpiresAt
-				}
-			}
-			l.ExpiresAt = l.ExpiresAt.Add(-drift(o.TTL))
-			return &l, nil
+	if len(granted) >= r.quorum {
+		if l := r.decide(ctx, name, o, start, grants, errs, granted, again); l != nil {
+			return l, nil
 		}
 	}
 	return nil, r.heldErr(name, errs, r.undo(ctx, name, o.Token, ownToken, grants))
+}
+
+// decide makes the grants of one round (granted, a quorum, of which again
+// re-granted) one grant: it picks the grant's fence and sets every granting
+// master to it (lua/raise.lua), and returns the lease when a quorum took it
+// within the validity time. Otherwise it returns nil, and errs says why for
+// each granting master that did not count.
+//
+// A new grant's fence is the largest any master granted. When the token's
+// grant already lived on a quorum (an idempotent re-acquire), it keeps the
+// fence that quorum decided, and masters that granted it anew take that
+// fence too. A re-acquire that found its grant on fewer than a quorum is a
+// new grant: it cannot show that no other holder came in between.
+func (r *Redlock) decide(ctx context.Context, name string, o *AcquireOptions, start time.Time,
+	grants []grant, errs []error, granted, again []int) *Lease {
+	fences := make([]int64, len(grants))
+	for _, i := range granted {
+		fences[i] = grants[i].l.Fence
+	}
+	var fence int64
+	if len(again) >= r.quorum {
+		f, err := r.fenceOf(ctx, "acquire", name, again, fences)
+		if err != nil {
+			for _, i := range again {
+				errs[i] = err
+			}
+			return nil
+		}
+		fence = f
+	} else {
+		for _, i := range granted {
+			fence = max(fence, fences[i])
+		}
+	}
+	raised, rerrs := each(ctx, r.nodes, func(ctx context.Context, i int, c *Client) (int64, error) {
+		if grants[i].l == nil {
+			return 0, nil // no grant there (or no answer: a late one is set right by Renew)
+		}
+		return c.raise(ctx, name, o.Token, fence)
+	})
+	var took []int
+	for _, i := range granted {
+		if rerrs[i] != nil {
+			errs[i] = rerrs[i]
+			continue
+		}
+		took = append(took, i)
+		fence = max(fence, raised[i])
+	}
+	if len(took) < r.quorum || o.TTL-time.Since(start)-drift(o.TTL) <= 0 {
+		return nil
+	}
+	l := *grants[took[0]].l
+	l.Fence = fence
+	for _, i := range took[1:] {
+		if e := grants[i].l.ExpiresAt; e.Before(l.ExpiresAt) {
+			l.ExpiresAt = e
+		}
+	}
+	l.ExpiresAt = l.ExpiresAt.Add(-drift(o.TTL))
+	return &l
+}
+
+// fenceOf returns the fence of the grant that masters idx, a quorum, hold
+// for one token, given each master's fence for it: the fence they agree on,
+// or else the largest decided one among them (field q, see lua/raise.lua).
+//
+// Masters out of step hold the token with a fence of their own: one that
+// the raise never reached (lower), or one whose acquire timed out and landed
+// after the quorum was made (higher, by its clock). Neither has a decided
+// fence, and any quorum shares a master with the quorum that decided the
+// grant's. A grant that no master marked (made before raise marked them) has
+// the largest fence. op names the call for errors.
+func (r *Redlock) fenceOf(ctx context.Context, op, name string, idx []int, fences []int64) (int64, error) {
+	agree := true
+	for _, i := range idx[1:] {
+		agree = agree && fences[i] == fences[idx[0]]
+	}
+	if agree {
+		return fences[idx[0]], nil
+	}
+	qs, errs := each(ctx, r.nodes, func(ctx context.Context, i int, c *Client) (int64, error) {
+		if !slices.Contains(idx, i) {
+			return 0, nil
+		}
+		return c.decided(ctx, op, name)
+	})
+	var (
+		fence  int64
+		failed []error
+	)
+	for _, i := range idx {
+		if errs[i] != nil {
+			failed = append(failed, errs[i])
+		}
+		fence = max(fence, qs[i])
+	}
+	switch {
+	case fence > 0:
+		return fence, nil
+	case len(failed) > 0:
+		return 0, &BackendError{Op: op, MayHaveApplied: op != "verify", Err: fmt.Errorf(
+			"the masters disagree on the fence and the decided one could not be read: %w", errors.Join(failed...))}
+	}
+	for _, i := range idx {
+		fence = max(fence, fences[i])
+	}
+	return fence, nil
+}
+
+// align sets the masters idx whose fence for token differs from the grant's
+// to the grant's, so that reads (Get, Verify by fence) find a quorum that
+// agrees. It is best effort: a master it misses is set right by a later call.
+func (r *Redlock) align(ctx context.Context, name, token string, fence int64, idx []int, fences []int64) {
+	each(ctx, r.nodes, func(ctx context.Context, i int, c *Client) (struct{}, error) {
+		if !slices.Contains(idx, i) || fences[i] == fence {
+			return struct{}{}, nil
+		}
+		_, err := c.raise(ctx, name, token, fence)
+		return struct{}{}, err
+	})
 }
 
 // undo releases, after a failed round, the grants that the round made, so
@@ -259,15 +362,6 @@ func (c *Client) grant(ctx context.Context, name string, o *AcquireOptions) (gra
 	return grant{}, r.unexpected("acquire")
 }
 
-func sameFence(ls []*Lease) bool {
-	for _, l := range ls[1:] {
-		if l.Fence != ls[0].Fence {
-			return false
-		}
-	}
-	return true
-}
-
 // heldErr explains a failed quorum acquire from the masters' answers;
 // mayRemain says some of its changes may remain.
 func (r *Redlock) heldErr(name string, errs []error, mayRemain bool) error {
@@ -316,7 +410,9 @@ func firstCtxErr(errs []error) error {
 }
 
 // Renew extends the lease on every master that still has it; it holds when a
-// quorum did within the TTL. Otherwise the caller has lost it.
+// quorum did within the TTL. Otherwise the caller has lost it. The fence is
+// the grant's own, the one Acquire returned (see fenceOf), and masters of
+// the quorum that carry another one are set to it.
 func (r *Redlock) Renew(ctx context.Context, name, token string, ttl time.Duration) (*Lease, error) {
 	start := time.Now()
 	ls, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (*Lease, error) {
@@ -325,13 +421,28 @@ func (r *Redlock) Renew(ctx context.Context, name, token string, ttl time.Durati
 	if err := invalidOf(errs); err != nil {
 		return nil, err
 	}
-	got := nonNil(ls)
-	if len(got) >= r.quorum {
-		l := *got[0]
+	var (
+		held   []int
+		fences = make([]int64, len(ls))
+	)
+	for i, l := range ls {
+		if l != nil {
+			held = append(held, i)
+			fences[i] = l.Fence
+		}
+	}
+	if len(held) >= r.quorum {
+		l := *ls[held[0]]
 		if time.Since(start)+drift(l.TTL) < l.TTL {
-			for _, g := range got[1:] {
-				if g.ExpiresAt.Before(l.ExpiresAt) {
-					l.ExpiresAt = g.ExpiresAt
+			fence, err := r.fenceOf(ctx, "renew", name, held, fences)
+			if err != nil {
+				return nil, err
+			}
+			r.align(ctx, name, token, fence, held, fences)
+			l.Fence = fence
+			for _, i := range held[1:] {
+				if e := ls[i].ExpiresAt; e.Before(l.ExpiresAt) {
+					l.ExpiresAt = e
 				}
 			}
 			l.ExpiresAt = l.ExpiresAt.Add(-drift(l.TTL))
@@ -396,44 +507,81 @@ func (r *Redlock) Release(ctx context.Context, name, token string) error {
 // Get reads the lease as a quorum of masters agrees on it (the same fence);
 // its TTL is the shortest among them.
 func (r *Redlock) Get(ctx context.Context, name string) (*Lease, error) {
-	l, _, err := r.inspect(ctx, name, "")
-	return l, err
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	views, errs := r.read(ctx, name, "")
+	return r.agreed(name, views, errs)
 }
 
-// Verify checks a fence or token against the grant a quorum agrees on.
+// Verify checks a fence or token against the current grant. A token is the
+// grant's when a quorum of masters hold it, and its fence is then found as
+// Renew finds it; a fence is when a quorum of masters agree on it (Acquire
+// and Renew set the masters they reach to the grant's fence).
 func (r *Redlock) Verify(ctx context.Context, name string, proof Proof) (*Lease, error) {
 	if err := checkVerify(name, proof); err != nil {
 		return nil, err
 	}
-	l, matches, err := r.inspect(ctx, name, proof.Token)
+	views, errs := r.read(ctx, name, proof.Token)
+	if proof.Token != "" {
+		var (
+			mine   []int
+			fences = make([]int64, len(views))
+		)
+		for i, v := range views {
+			if errs[i] == nil && v.match {
+				mine = append(mine, i)
+				fences[i] = v.l.Fence
+			}
+		}
+		if len(mine) >= r.quorum {
+			fence, err := r.fenceOf(ctx, "verify", name, mine, fences)
+			if err != nil {
+				return nil, err
+			}
+			l := *views[mine[0]].l
+			for _, i := range mine[1:] {
+				if v := views[i].l; v.TTL < l.TTL {
+					l.TTL, l.ExpiresAt = v.TTL, v.ExpiresAt
+				}
+			}
+			l.Fence = fence
+			return &l, nil
+		}
+	}
+	l, err := r.agreed(name, views, errs)
 	if err != nil {
 		return nil, err
 	}
-	if proof.Token != "" && matches < r.quorum || proof.Token == "" && proof.Fence != l.Fence {
+	if proof.Token != "" || proof.Fence != l.Fence {
 		return nil, &NotHolderError{Name: name, Holder: l.Holder, Fence: l.Fence, TTL: l.TTL}
 	}
 	return l, nil
 }
 
-// inspect reads every master and returns the grant a quorum agrees on, and
-// how many of those masters matched token.
-func (r *Redlock) inspect(ctx context.Context, name, token string) (*Lease, int, error) {
-	if err := ValidateName(name); err != nil {
-		return nil, 0, err
-	}
-	type seen struct {
-		l     *Lease
-		match bool
-	}
-	res, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (seen, error) {
+// view is one master's reading of a lease: the lease, and whether the token
+// read with it is the holder's.
+type view struct {
+	l     *Lease
+	match bool
+}
+
+// read reads name on every master, comparing token ("" for none).
+func (r *Redlock) read(ctx context.Context, name, token string) ([]view, []error) {
+	return each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (view, error) {
 		l, m, err := c.inspect(ctx, name, token)
-		return seen{l, m}, err
+		return view{l, m}, err
 	})
-	byFence := map[int64][]seen{}
+}
+
+// agreed returns the grant that a quorum of views agree on (the same fence),
+// with the shortest TTL among them.
+func (r *Redlock) agreed(name string, views []view, errs []error) (*Lease, error) {
+	byFence := map[int64][]*Lease{}
 	answered := 0
-	for i, s := range res {
+	for i, v := range views {
 		if errs[i] == nil {
-			byFence[s.l.Fence] = append(byFence[s.l.Fence], s)
+			byFence[v.l.Fence] = append(byFence[v.l.Fence], v.l)
 		}
 		if errs[i] == nil || errors.Is(errs[i], ErrNotFound) {
 			answered++
@@ -443,25 +591,22 @@ func (r *Redlock) inspect(ctx context.Context, name, token string) (*Lease, int,
 		if len(group) < r.quorum {
 			continue
 		}
-		l, matches := *group[0].l, 0
-		for _, s := range group {
-			if s.l.TTL < l.TTL {
-				l.TTL, l.ExpiresAt = s.l.TTL, s.l.ExpiresAt
-			}
-			if s.match {
-				matches++
+		l := *group[0]
+		for _, g := range group[1:] {
+			if g.TTL < l.TTL {
+				l.TTL, l.ExpiresAt = g.TTL, g.ExpiresAt
 			}
 		}
-		return &l, matches, nil
+		return &l, nil
 	}
 	if answered < r.quorum {
 		if ctxErr := firstCtxErr(errs); ctxErr != nil {
-			return nil, 0, ctxErr
+			return nil, ctxErr
 		}
-		return nil, 0, &BackendError{Op: "get", Err: fmt.Errorf("no quorum: %d of %d masters answered, %d needed: %w",
+		return nil, &BackendError{Op: "get", Err: fmt.Errorf("no quorum: %d of %d masters answered, %d needed: %w",
 			answered, len(r.nodes), r.quorum, errors.Join(errs...))}
 	}
-	return nil, 0, &NotFoundError{Name: name}
+	return nil, &NotFoundError{Name: name}
 }
 
 // List lists the leases a quorum agrees on. It scans the first n-quorum+1
@@ -506,17 +651,35 @@ func (r *Redlock) List(ctx context.Context, opts *ListOptions) (*Page, error) {
 	return out, nil
 }
 
-// raise lifts the grant of token to fence (see lua/raise.lua).
-func (c *Client) raise(ctx context.Context, name, token string, fence int64) error {
+// raise sets the grant of token to the decided fence, and returns the
+// fence it has after (see lua/raise.lua).
+func (c *Client) raise(ctx context.Context, name, token string, fence int64) (int64, error) {
 	key, fenceKey := c.fenceKey(name)
 	res, err := c.run(ctx, raiseScript, key, fenceKey, token, strconv.FormatInt(fence, 10))
 	if err != nil {
-		return c.backendErr("raise", true, err)
+		return 0, c.backendErr("raise", true, err)
 	}
-	if reply(res).str(0) != "raised" {
-		return &NotHolderError{Name: name}
+	r := reply(res)
+	if r.str(0) != "raised" {
+		return 0, &NotHolderError{Name: name}
 	}
-	return nil
+	if err := r.err("raise", 2); err != nil {
+		return 0, err
+	}
+	return r.int(1), nil
+}
+
+// decided reads the decided fence of name's grant (field q, see
+// lua/raise.lua): 0 when it has none.
+func (c *Client) decided(ctx context.Context, op, name string) (int64, error) {
+	q, err := c.rdb.HGet(ctx, c.key(name), "q").Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, c.backendErr(op, false, err)
+	}
+	return q, nil
 }
 
 // each runs fn on every node at once (given its index) and returns the

@@ -144,6 +144,107 @@ func TestRedlockReacquireMissingQuorumKeepsTheGrant(t *testing.T) {
 	}
 }
 
+// Every fence reported for one grant is the fence Acquire returned: Renew's,
+// a Keeper's, Verify's by token, and Verify by that fence holds, also when
+// one master carries another fence for the same token and another master
+// is away.
+func TestRedlockEveryFenceOfAGrantIsTheSame(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// grant takes the lease with master 0 (or 2) out of step.
+		grant func(t *testing.T, r *lease.Redlock, nodes []rlNode, name string) *lease.Lease
+	}{
+		{"the acquire on master 0 lands late", func(t *testing.T, r *lease.Redlock, nodes []rlNode, name string) *lease.Lease {
+			nodes[0].proxy.Set(faultproxy.Hang)
+			l, err := r.Acquire(ctx, name, &lease.AcquireOptions{TTL: 20 * time.Second})
+			nodes[0].proxy.Set(faultproxy.Forward)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The acquire that timed out reaches master 0 now, and grants
+			// there with a fence of its own.
+			if !within(2*time.Second, func() bool { tok, _ := token(t, nodes[0].direct, name); return tok == l.Token }) {
+				t.Fatal("setup: master 0 did not get the late grant")
+			}
+			return l
+		}},
+		{"the raise missed master 0", func(t *testing.T, r *lease.Redlock, nodes []rlNode, name string) *lease.Lease {
+			l, err := r.Acquire(ctx, name, &lease.AcquireOptions{TTL: 20 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// As a raise that never reached master 0 leaves it: its own, lower fence.
+			key := "leasehold:{" + name + "}"
+			if err := nodes[0].direct.HSet(ctx, key, "f", strconv.FormatInt(l.Fence-1000, 10)).Err(); err != nil {
+				t.Fatal(err)
+			}
+			nodes[0].direct.HDel(ctx, key, "q")
+			return l
+		}},
+		{"re-acquired after master 2 lost it", func(t *testing.T, r *lease.Redlock, nodes []rlNode, name string) *lease.Lease {
+			l, err := r.Acquire(ctx, name, &lease.AcquireOptions{TTL: 20 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := nodes[2].srv.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			again, err := r.Acquire(ctx, name, &lease.AcquireOptions{TTL: 20 * time.Second, Token: l.Token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.Fence != l.Fence {
+				t.Errorf("idempotent re-acquire: got fence %d, want the grant's %d", again.Fence, l.Fence)
+			}
+			return l
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, nodes := redlockProxied(t, redlockTestOptions(nil))
+			name := uniq(t)
+			l := tc.grant(t, r, nodes, name)
+			check := func(when string) {
+				t.Helper()
+				if g, err := r.Renew(ctx, name, l.Token, 0); err != nil || g.Fence != l.Fence {
+					t.Errorf("%s: Renew: got fence %v (%v), want %d", when, fenceOf(g), err, l.Fence)
+				}
+				if g, err := r.Verify(ctx, name, lease.Proof{Token: l.Token}); err != nil || g.Fence != l.Fence {
+					t.Errorf("%s: Verify by token: got fence %v (%v), want %d", when, fenceOf(g), err, l.Fence)
+				}
+				if _, err := r.Verify(ctx, name, lease.Proof{Fence: l.Fence}); err != nil {
+					t.Errorf("%s: Verify by fence %d: got %v, want valid", when, l.Fence, err)
+				}
+			}
+			// Master 1 holds the grant's fence; with it away, only master 2 does.
+			nodes[1].proxy.Set(faultproxy.Hang)
+			check("master 1 away")
+			nodes[1].proxy.Set(faultproxy.Forward)
+			check("all masters up")
+			for i, n := range nodes {
+				if _, f := token(t, n.direct, name); f != l.Fence {
+					t.Errorf("master %d: got fence %d after Renew, want it set to the grant's %d", i, f, l.Fence)
+				}
+			}
+
+			k := lease.Keep(ctx, r, l, &lease.KeeperOptions{Interval: 50 * time.Millisecond})
+			defer k.Stop()
+			if !within(5*time.Second, func() bool { return k.Lease().ExpiresAt.After(l.ExpiresAt) }) {
+				t.Fatalf("the keeper did not renew within 5s: %v", k.Err())
+			}
+			if got := k.Lease().Fence; got != l.Fence {
+				t.Errorf("keeper's Lease(): got fence %d, want %d", got, l.Fence)
+			}
+		})
+	}
+}
+
+func fenceOf(l *lease.Lease) any {
+	if l == nil {
+		return nil
+	}
+	return l.Fence
+}
+
 // redlockTestOptions are the options of the Redlocks of the tests that do
 // not test the restart delay.
 func redlockTestOptions(opts *lease.Options) *lease.Options { return opts }
