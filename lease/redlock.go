@@ -20,7 +20,17 @@ var raiseScript = newScript(lua.Raise, 2)
 // Redlock takes leases on a quorum of independent Redis masters (the Redlock
 // algorithm): a grant needs a majority of the masters, each running the same
 // scripts as Client, within the lease's validity time; it survives the loss
-// of a minority of them.
+// of a minority of them, as long as a master that comes back has kept what it
+// acknowledged or sits out the restart delay (below).
+//
+// An idempotent re-acquire (Acquire with the holder's token) that misses
+// quorum never removes the grant the caller holds: a failed round releases
+// only the grants it made anew (all of them, when the token is one Acquire
+// made), and the masters that re-granted keep the grant with this call's TTL,
+// holder and metadata, as after a Renew that reached them. A re-acquire whose
+// re-grants form a quorum is the same grant, with the same fence; one that
+// found the grant on fewer masters but got a quorum is a new grant, with a
+// new fence, since it cannot show that nobody held the lease in between.
 //
 // Fences stay strictly increasing across quorums: after a grant, every master
 // of the quorum is set (the raise script) to the largest fence any of them
@@ -31,6 +41,21 @@ var raiseScript = newScript(lua.Raise, 2)
 // it, or its acquire timed out and landed later); the raise marks the fence a
 // quorum decided, Renew reads it when the masters disagree and sets the others
 // to it, and Verify by fence finds a quorum that agrees once they are set.
+//
+// A master that restarts without persistence forgets its grants, and a new
+// majority can then form while a lease still lives. Against that, a master
+// that restarted counts toward no grant for the restart delay
+// (Options.RestartDelay, by default MaxTTL plus the drift allowance), by when
+// every lease it may have forgotten has expired: Antirez's delayed restarts.
+// After each grant Redlock reads the master's run_id and uptime (INFO
+// server); a master whose run_id changed, or that it sees for the first time,
+// counts once it has run for the delay, so masters that have just started
+// grant nothing for that long. Renew, Release and reads count it at once: a
+// master that forgot a grant answers not_found, which never helps a quorum.
+// Masters that lose no acknowledged write (appendonly yes, appendfsync
+// always) need no delay. Not covered: data lost without a restart (FLUSHALL),
+// and a master address that can move to another process with a long uptime
+// (a replica promoted behind a virtual IP or Sentinel), which counts at once.
 //
 // Redlock rests on bounded clock drift between the masters and the client
 // (Options has no knob: the drift allowance is 1% of the TTL plus 2ms, as in
@@ -43,9 +68,15 @@ var raiseScript = newScript(lua.Raise, 2)
 // or for how long, nor carry fences, holders and metadata, which this API
 // promises. It follows the same algorithm over the same scripts as Client.
 type Redlock struct {
-	nodes  []*Client
-	quorum int
+	nodes   []*Client
+	quorum  int
+	delay   time.Duration // the restart delay; 0: none
+	masters []master      // what INFO said of each node's process
 }
+
+// ErrRestarted is matched by the error of an Acquire that a Redlock master
+// did not count toward because it restarted less than the restart delay ago.
+var ErrRestarted = errors.New("lease: redlock master restarted within the restart delay")
 
 var _ Interface = (*Redlock)(nil)
 
@@ -55,9 +86,16 @@ func NewRedlock(rdbs []redis.UniversalClient, opts *Options) (*Redlock, error) {
 	if len(rdbs) == 0 {
 		return nil, errors.New("lease: redlock needs at least one Redis master")
 	}
-	r := &Redlock{quorum: len(rdbs)/2 + 1}
+	r := &Redlock{quorum: len(rdbs)/2 + 1, masters: make([]master, len(rdbs))}
 	for _, rdb := range rdbs {
 		r.nodes = append(r.nodes, New(rdb, opts))
+	}
+	switch {
+	case opts != nil && opts.RestartDelay < 0:
+	case opts != nil && opts.RestartDelay > 0:
+		r.delay = opts.RestartDelay
+	default:
+		r.delay = r.MaxTTL() + drift(r.MaxTTL())
 	}
 	return r, nil
 }
@@ -67,6 +105,10 @@ func (r *Redlock) MaxTTL() time.Duration { return r.nodes[0].maxTTL }
 
 // MaxWait returns the longest wait accepted.
 func (r *Redlock) MaxWait() time.Duration { return r.nodes[0].maxWait }
+
+// RestartDelay returns how long a master that restarted does not count
+// toward grants (Options.RestartDelay); 0 when it always counts.
+func (r *Redlock) RestartDelay() time.Duration { return r.delay }
 
 // LoadScripts loads the scripts into every master; it fails only when fewer
 // than a quorum took them.
@@ -187,8 +229,10 @@ func (r *Redlock) decide(ctx context.Context, name string, o *AcquireOptions, st
 	for _, i := range granted {
 		fences[i] = grants[i].l.Fence
 	}
+	restarts := r.restarts(ctx, grants, start)
+	defer restarts()
 	var fence int64
-	if len(again) >= r.quorum {
+	if len(again) >= r.quorum && counting(again, restarts()) >= r.quorum {
 		f, err := r.fenceOf(ctx, "acquire", name, again, fences)
 		if err != nil {
 			for _, i := range again {
@@ -208,10 +252,11 @@ func (r *Redlock) decide(ctx context.Context, name string, o *AcquireOptions, st
 		}
 		return c.raise(ctx, name, o.Token, fence)
 	})
+	waiting := restarts()
 	var took []int
 	for _, i := range granted {
-		if rerrs[i] != nil {
-			errs[i] = rerrs[i]
+		if err := firstErr(rerrs[i], waiting[i]); err != nil {
+			errs[i] = err
 			continue
 		}
 		took = append(took, i)
@@ -229,6 +274,123 @@ func (r *Redlock) decide(ctx context.Context, name string, o *AcquireOptions, st
 	}
 	l.ExpiresAt = l.ExpiresAt.Add(-drift(o.TTL))
 	return &l
+}
+
+// master is what a Redlock knows of one master's process, from INFO server.
+type master struct {
+	mu      sync.Mutex // guards the fields below
+	runID   string     // the process last seen; "" before the first INFO
+	seen    time.Time  // when the last INFO that showed runID was sent
+	started time.Time  // the latest time runID can have started, by this clock
+}
+
+// restarts checks, in the background, that every master of grants that
+// granted has run for the restart delay by sent, when the grants were sent.
+// The function it returns waits for the checks and returns, for each
+// master, nil when it counts toward the grant, else why not.
+func (r *Redlock) restarts(ctx context.Context, grants []grant, sent time.Time) func() []error {
+	if r.delay <= 0 {
+		none := make([]error, len(grants))
+		return func() []error { return none }
+	}
+	var errs []error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, errs = each(ctx, r.nodes, func(ctx context.Context, i int, _ *Client) (struct{}, error) {
+			if grants[i].l == nil {
+				return struct{}{}, nil
+			}
+			return struct{}{}, r.restarted(ctx, i, sent)
+		})
+	}()
+	return func() []error {
+		<-done
+		return errs
+	}
+}
+
+// restarted returns nil when the process of master i has run for the
+// restart delay by sent, else an error that says since when and until when
+// it does not count. It asks INFO server after the master's answer to the
+// grant: one process at a time serves an address, so a process that already
+// ran at sent gave that answer. A process is one run_id; when it changes, or
+// on the first sight of a master, its uptime says when it started (no
+// earlier than when the process before was last seen).
+func (r *Redlock) restarted(ctx context.Context, i int, sent time.Time) error {
+	c, m := r.nodes[i], &r.masters[i]
+	asked := time.Now()
+	info, err := c.rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return c.backendErr("acquire", true, fmt.Errorf("check master %s for a restart: %w", addrOf(c), err))
+	}
+	got := time.Now()
+	runID, up, err := serverInfo(info)
+	if err != nil {
+		return &BackendError{Op: "acquire", MayHaveApplied: true, Err: fmt.Errorf("check master %s for a restart: %w", addrOf(c), err)}
+	}
+	m.mu.Lock()
+	started := m.started
+	if runID != m.runID {
+		started = got.Add(-up)
+		if m.runID != "" && m.seen.After(started) {
+			started = m.seen
+		}
+		if asked.After(m.seen) {
+			m.runID, m.started = runID, started
+		}
+	}
+	if runID == m.runID && asked.After(m.seen) {
+		m.seen = asked
+	}
+	m.mu.Unlock()
+	if from := started.Add(r.delay); sent.Before(from) {
+		return &BackendError{Op: "acquire", MayHaveApplied: true, Err: fmt.Errorf(
+			"master %s (run_id %s) started %s ago and counts toward grants only from %s on, when every lease it may have forgotten has expired: %w",
+			addrOf(c), runID, got.Sub(started).Round(time.Second), from.UTC().Format(time.RFC3339), ErrRestarted)}
+	}
+	return nil
+}
+
+// serverInfo reads run_id and uptime from the text of INFO server.
+func serverInfo(info string) (runID string, up time.Duration, err error) {
+	var upSeen bool
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		switch k {
+		case "run_id":
+			runID = v
+		case "uptime_in_seconds":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return "", 0, fmt.Errorf("INFO server has uptime_in_seconds %q: %w", v, err)
+			}
+			up, upSeen = time.Duration(n)*time.Second, true
+		}
+	}
+	if runID == "" || !upSeen {
+		return "", 0, errors.New("INFO server has no run_id or uptime_in_seconds")
+	}
+	return runID, up, nil
+}
+
+// addrOf names a master for errors: its address when its client has one.
+func addrOf(c *Client) string {
+	if o, ok := c.rdb.(interface{ Options() *redis.Options }); ok {
+		return o.Options().Addr
+	}
+	return "?"
+}
+
+// counting is how many of idx have a nil error in errs.
+func counting(idx []int, errs []error) int {
+	n := 0
+	for _, i := range idx {
+		if errs[i] == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // fenceOf returns the fence of the grant that masters idx, a quorum, hold

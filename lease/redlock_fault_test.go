@@ -245,6 +245,101 @@ func fenceOf(l *lease.Lease) any {
 	return l.Fence
 }
 
-// redlockTestOptions are the options of the Redlocks of the tests that do
-// not test the restart delay.
-func redlockTestOptions(opts *lease.Options) *lease.Options { return opts }
+// A master that restarts without persistence forgets its grants. It must not
+// count toward a grant until every lease it may have forgotten has expired
+// (the restart delay, Options.MaxTTL by default), whether this Redlock saw
+// it before (its run_id changed) or sees it for the first time.
+func TestRedlockRestartedMasterDoesNotCount(t *testing.T) {
+	const maxTTL = 4 * time.Second
+	opts := &lease.Options{MaxTTL: maxTTL}
+	var (
+		srvs []*redistest.Server
+		rdbs []*redis.Client
+		ucs  []redis.UniversalClient
+	)
+	for i := 0; i < 3; i++ {
+		s := redistest.Start(t)
+		rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond,
+			ReadTimeout: 200 * time.Millisecond})
+		t.Cleanup(func() { rdb.Close() })
+		srvs, rdbs, ucs = append(srvs, s), append(rdbs, rdb), append(ucs, rdb)
+	}
+	r, err := lease.NewRedlock(ucs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The masters have just started: they count only once they have run for
+	// the delay.
+	if _, err := r.Acquire(ctx, "warm-up", &lease.AcquireOptions{TTL: 100 * time.Millisecond}); !errors.Is(err, lease.ErrRestarted) {
+		t.Fatalf("acquire on masters that have just started: got %v, want ErrRestarted", err)
+	}
+	if !within(3*maxTTL, func() bool {
+		l, err := r.Acquire(ctx, "warm-up", &lease.AcquireOptions{TTL: 100 * time.Millisecond})
+		return err == nil && r.Release(ctx, "warm-up", l.Token) == nil
+	}) {
+		t.Fatalf("fresh masters never counted toward a grant")
+	}
+
+	name := uniq(t)
+	// Master 2 is held by another for a moment, so the first holder's grant
+	// lands on masters 0 and 1 only.
+	if _, err := lease.New(rdbs[2], nil).Acquire(ctx, name, &lease.AcquireOptions{TTL: 200 * time.Millisecond, Holder: "brief"}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := r.Acquire(ctx, name, &lease.AcquireOptions{TTL: maxTTL, Holder: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !within(2*time.Second, func() bool { return rdbs[2].Exists(ctx, "leasehold:{"+name+"}").Val() == 0 }) {
+		t.Fatal("setup: the brief lease on master 2 did not expire")
+	}
+	// Master 1 restarts without persistence and forgets the first grant.
+	if err := srvs[1].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := lease.NewRedlock(ucs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		r    *lease.Redlock
+	}{
+		{"saw the master before", r},
+		{"sees it for the first time", fresh},
+	} {
+		l, err := tc.r.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Second, Holder: "second"})
+		var held *lease.HeldError
+		if err != nil && (!errors.As(err, &held) || held.Holder != "first") {
+			t.Errorf("%s: got %v, want *HeldError naming first", tc.name, err)
+		}
+		if err == nil {
+			left := time.Until(first.ExpiresAt)
+			tc.r.Release(ctx, name, l.Token)
+			if left > 0 {
+				t.Errorf("%s: a second holder got the lease (fence %d) while the first's (fence %d) lived for another %s: the restarted master counted",
+					tc.name, l.Fence, first.Fence, left)
+			} else {
+				t.Fatalf("%s: the machine was too slow: the first grant had expired before the second acquire", tc.name)
+			}
+		}
+	}
+	// Once the delay has passed, the restarted master counts again.
+	if !within(3*maxTTL, func() bool {
+		l, err := fresh.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Second, Holder: "later"})
+		return err == nil && fresh.Release(ctx, name, l.Token) == nil
+	}) {
+		t.Errorf("the restarted master never counted again")
+	}
+}
+
+// redlockTestOptions returns opts for the Redlocks of the tests that do not
+// test the restart delay: without it, since their masters have just started.
+func redlockTestOptions(opts *lease.Options) *lease.Options {
+	var o lease.Options
+	if opts != nil {
+		o = *opts
+	}
+	o.RestartDelay = -1
+	return &o
+}
