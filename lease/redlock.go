@@ -444,6 +444,9 @@ func (r *Redlock) fenceOf(ctx context.Context, op, name string, idx []int, fence
 // to the grant's, so that reads (Get, Verify by fence) find a quorum that
 // agrees. It is best effort: a master it misses is set right by a later call.
 func (r *Redlock) align(ctx context.Context, name, token string, fence int64, idx []int, fences []int64) {
+	if !slices.ContainsFunc(idx, func(i int) bool { return fences[i] != fence }) {
+		return
+	}
 	each(ctx, r.nodes, func(ctx context.Context, i int, c *Client) (struct{}, error) {
 		if !slices.Contains(idx, i) || fences[i] == fence {
 			return struct{}{}, nil
@@ -865,14 +868,4 @@ func invalidOf(errs []error) error {
 		}
 	}
 	return nil
-}
-
-func nonNil(ls []*Lease) []*Lease {
-	var out []*Lease
-	for _, l := range ls {
-		if l != nil {
-			out = append(out, l)
-		}
-	}
-	return out
 }
