@@ -155,6 +155,13 @@ type Options struct {
 	// but its script may still run. A Redis client that cannot autopipeline
 	// (a *redis.Ring) ignores it.
 	AutoPipeline bool
+	// RestartDelay is, for a Redlock, how long a master that restarted does
+	// not count toward grants, so that the grants it forgot (a master without
+	// persistence loses them) expire first; see Redlock. Default MaxTTL plus
+	// the drift allowance. Negative: no delay, only for masters that lose no
+	// acknowledged write (appendonly yes, appendfsync always). A Client
+	// ignores it.
+	RestartDelay time.Duration
 }
 
 // DefaultMaxWait is the longest wait unless Options.MaxWait says otherwise.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,12 +20,42 @@ var raiseScript = newScript(lua.Raise, 2)
 // Redlock takes leases on a quorum of independent Redis masters (the Redlock
 // algorithm): a grant needs a majority of the masters, each running the same
 // scripts as Client, within the lease's validity time; it survives the loss
-// of a minority of them.
+// of a minority of them, as long as a master that comes back has kept what it
+// acknowledged or sits out the restart delay (below).
+//
+// An idempotent re-acquire (Acquire with the holder's token) that misses
+// quorum never removes the grant the caller holds: a failed round releases
+// only the grants it made anew (all of them, when the token is one Acquire
+// made), and the masters that re-granted keep the grant with this call's TTL,
+// holder and metadata, as after a Renew that reached them. A re-acquire whose
+// re-grants form a quorum is the same grant, with the same fence; one that
+// found the grant on fewer masters but got a quorum is a new grant, with a
+// new fence, since it cannot show that nobody held the lease in between.
 //
 // Fences stay strictly increasing across quorums: after a grant, every master
-// of the quorum is lifted (the raise script) to the largest fence any of them
+// of the quorum is set (the raise script) to the largest fence any of them
 // granted, and any two majorities share a master, so the next grant on any
-// majority exceeds it.
+// majority exceeds it. Every fence reported for one grant is that number:
+// Acquire's, an idempotent re-acquire's, Renew's (and so a Keeper's), and
+// Verify's. A master can hold the token with another fence (the raise missed
+// it, or its acquire timed out and landed later); the raise marks the fence a
+// quorum decided, Renew reads it when the masters disagree and sets the others
+// to it, and Verify by fence finds a quorum that agrees once they are set.
+//
+// A master that restarts without persistence forgets its grants, and a new
+// majority can then form while a lease still lives. Against that, a master
+// that restarted counts toward no grant for the restart delay
+// (Options.RestartDelay, by default MaxTTL plus the drift allowance), by when
+// every lease it may have forgotten has expired: Antirez's delayed restarts.
+// After each grant Redlock reads the master's run_id and uptime (INFO
+// server); a master whose run_id changed, or that it sees for the first time,
+// counts once it has run for the delay, so masters that have just started
+// grant nothing for that long. Renew, Release and reads count it at once: a
+// master that forgot a grant answers not_found, which never helps a quorum.
+// Masters that lose no acknowledged write (appendonly yes, appendfsync
+// always) need no delay. Not covered: data lost without a restart (FLUSHALL),
+// and a master address that can move to another process with a long uptime
+// (a replica promoted behind a virtual IP or Sentinel), which counts at once.
 //
 // Redlock rests on bounded clock drift between the masters and the client
 // (Options has no knob: the drift allowance is 1% of the TTL plus 2ms, as in
@@ -37,9 +68,15 @@ var raiseScript = newScript(lua.Raise, 2)
 // or for how long, nor carry fences, holders and metadata, which this API
 // promises. It follows the same algorithm over the same scripts as Client.
 type Redlock struct {
-	nodes  []*Client
-	quorum int
+	nodes   []*Client
+	quorum  int
+	delay   time.Duration // the restart delay; 0: none
+	masters []master      // what INFO said of each node's process
 }
+
+// ErrRestarted is matched by the error of an Acquire that a Redlock master
+// did not count toward because it restarted less than the restart delay ago.
+var ErrRestarted = errors.New("lease: redlock master restarted within the restart delay")
 
 var _ Interface = (*Redlock)(nil)
 
@@ -49,9 +86,16 @@ func NewRedlock(rdbs []redis.UniversalClient, opts *Options) (*Redlock, error) {
 	if len(rdbs) == 0 {
 		return nil, errors.New("lease: redlock needs at least one Redis master")
 	}
-	r := &Redlock{quorum: len(rdbs)/2 + 1}
+	r := &Redlock{quorum: len(rdbs)/2 + 1, masters: make([]master, len(rdbs))}
 	for _, rdb := range rdbs {
 		r.nodes = append(r.nodes, New(rdb, opts))
+	}
+	switch {
+	case opts != nil && opts.RestartDelay < 0:
+	case opts != nil && opts.RestartDelay > 0:
+		r.delay = opts.RestartDelay
+	default:
+		r.delay = r.MaxTTL() + drift(r.MaxTTL())
 	}
 	return r, nil
 }
@@ -62,10 +106,14 @@ func (r *Redlock) MaxTTL() time.Duration { return r.nodes[0].maxTTL }
 // MaxWait returns the longest wait accepted.
 func (r *Redlock) MaxWait() time.Duration { return r.nodes[0].maxWait }
 
+// RestartDelay returns how long a master that restarted does not count
+// toward grants (Options.RestartDelay); 0 when it always counts.
+func (r *Redlock) RestartDelay() time.Duration { return r.delay }
+
 // LoadScripts loads the scripts into every master; it fails only when fewer
 // than a quorum took them.
 func (r *Redlock) LoadScripts(ctx context.Context) error {
-	_, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+	_, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (struct{}, error) {
 		return struct{}{}, c.LoadScripts(ctx)
 	})
 	return r.quorumErr("load scripts", errs)
@@ -73,7 +121,7 @@ func (r *Redlock) LoadScripts(ctx context.Context) error {
 
 // Ping checks that a quorum of masters answers with the scripts loaded.
 func (r *Redlock) Ping(ctx context.Context) error {
-	_, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+	_, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (struct{}, error) {
 		return struct{}{}, c.Ping(ctx)
 	})
 	return r.quorumErr("ping", errs)
@@ -112,16 +160,17 @@ func (r *Redlock) Acquire(ctx context.Context, name string, opts *AcquireOptions
 	if err := r.nodes[0].checkAcquire(name, &o); err != nil {
 		return nil, err
 	}
-	if o.Token == "" {
+	ownToken := o.Token == ""
+	if ownToken {
 		o.Token = NewToken()
 	}
 	if o.Wait == 0 {
-		return r.tryAcquire(ctx, name, &o)
+		return r.tryAcquire(ctx, name, &o, ownToken)
 	}
 	deadline := time.NewTimer(o.Wait)
 	defer deadline.Stop()
 	for {
-		l, err := r.tryAcquire(ctx, name, &o)
+		l, err := r.tryAcquire(ctx, name, &o, ownToken)
 		var held *HeldError
 		if !errors.As(err, &held) {
 			return l, err
@@ -139,68 +188,348 @@ func (r *Redlock) Acquire(ctx context.Context, name string, opts *AcquireOptions
 	}
 }
 
-func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
+// tryAcquire runs one round of Acquire. ownToken says the token is one this
+// call made, which no grant can have had before it.
+func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
 	start := time.Now()
-	grants, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (*Lease, error) {
-		return c.tryAcquire(ctx, name, o, "")
+	grants, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (grant, error) {
+		return c.grant(ctx, name, o)
+	})
+	var granted, again []int
+	for i, g := range grants {
+		if g.l != nil {
+			granted = append(granted, i)
+			if g.again {
+				again = append(again, i)
+			}
+		}
+	}
+	if len(granted) >= r.quorum {
+		if l := r.decide(ctx, name, o, start, grants, errs, granted, again); l != nil {
+			return l, nil
+		}
+	}
+	return nil, r.heldErr(name, errs, r.undo(ctx, name, o.Token, ownToken, grants))
+}
+
+// decide makes the grants of one round (granted, a quorum, of which again
+// re-granted) one grant: it picks the grant's fence and sets every granting
+// master to it (lua/raise.lua), and returns the lease when a quorum took it
+// within the validity time. Otherwise it returns nil, and errs says why for
+// each granting master that did not count.
+//
+// A new grant's fence is the largest any master granted. When the token's
+// grant already lived on a quorum (an idempotent re-acquire), it keeps the
+// fence that quorum decided, and masters that granted it anew take that
+// fence too. A re-acquire that found its grant on fewer than a quorum is a
+// new grant: it cannot show that no other holder came in between.
+func (r *Redlock) decide(ctx context.Context, name string, o *AcquireOptions, start time.Time,
+	grants []grant, errs []error, granted, again []int) *Lease {
+	fences := make([]int64, len(grants))
+	for _, i := range granted {
+		fences[i] = grants[i].l.Fence
+	}
+	restarts := r.restarts(ctx, grants, start)
+	defer restarts()
+	var fence int64
+	if len(again) >= r.quorum && counting(again, restarts()) >= r.quorum {
+		f, err := r.fenceOf(ctx, "acquire", name, again, fences)
+		if err != nil {
+			for _, i := range again {
+				errs[i] = err
+			}
+			return nil
+		}
+		fence = f
+	} else {
+		for _, i := range granted {
+			fence = max(fence, fences[i])
+		}
+	}
+	raised, rerrs := each(ctx, r.nodes, func(ctx context.Context, i int, c *Client) (int64, error) {
+		if grants[i].l == nil {
+			return 0, nil // no grant there (or no answer: a late one is set right by Renew)
+		}
+		return c.raise(ctx, name, o.Token, fence)
+	})
+	waiting := restarts()
+	var took []int
+	for _, i := range granted {
+		if err := firstErr(rerrs[i], waiting[i]); err != nil {
+			errs[i] = err
+			continue
+		}
+		took = append(took, i)
+		fence = max(fence, raised[i])
+	}
+	if len(took) < r.quorum || o.TTL-time.Since(start)-drift(o.TTL) <= 0 {
+		return nil
+	}
+	l := *grants[took[0]].l
+	l.Fence = fence
+	for _, i := range took[1:] {
+		if e := grants[i].l.ExpiresAt; e.Before(l.ExpiresAt) {
+			l.ExpiresAt = e
+		}
+	}
+	l.ExpiresAt = l.ExpiresAt.Add(-drift(o.TTL))
+	return &l
+}
+
+// master is what a Redlock knows of one master's process, from INFO server.
+type master struct {
+	mu      sync.Mutex // guards the fields below
+	runID   string     // the process last seen; "" before the first INFO
+	seen    time.Time  // when the last INFO that showed runID was sent
+	started time.Time  // the latest time runID can have started, by this clock
+}
+
+// restarts checks, in the background, that every master of grants that
+// granted has run for the restart delay by sent, when the grants were sent.
+// The function it returns waits for the checks and returns, for each
+// master, nil when it counts toward the grant, else why not.
+func (r *Redlock) restarts(ctx context.Context, grants []grant, sent time.Time) func() []error {
+	if r.delay <= 0 {
+		none := make([]error, len(grants))
+		return func() []error { return none }
+	}
+	var errs []error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, errs = each(ctx, r.nodes, func(ctx context.Context, i int, _ *Client) (struct{}, error) {
+			if grants[i].l == nil {
+				return struct{}{}, nil
+			}
+			return struct{}{}, r.restarted(ctx, i, sent)
+		})
+	}()
+	return func() []error {
+		<-done
+		return errs
+	}
+}
+
+// restarted returns nil when the process of master i has run for the
+// restart delay by sent, else an error that says since when and until when
+// it does not count. It asks INFO server after the master's answer to the
+// grant: one process at a time serves an address, so a process that already
+// ran at sent gave that answer. A process is one run_id; when it changes, or
+// on the first sight of a master, its uptime says when it started (no
+// earlier than when the process before was last seen).
+func (r *Redlock) restarted(ctx context.Context, i int, sent time.Time) error {
+	c, m := r.nodes[i], &r.masters[i]
+	asked := time.Now()
+	info, err := c.rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return c.backendErr("acquire", true, fmt.Errorf("check master %s for a restart: %w", addrOf(c), err))
+	}
+	got := time.Now()
+	runID, up, err := serverInfo(info)
+	if err != nil {
+		return &BackendError{Op: "acquire", MayHaveApplied: true, Err: fmt.Errorf("check master %s for a restart: %w", addrOf(c), err)}
+	}
+	m.mu.Lock()
+	started := m.started
+	if runID != m.runID {
+		started = got.Add(-up)
+		if m.runID != "" && m.seen.After(started) {
+			started = m.seen
+		}
+		if asked.After(m.seen) {
+			m.runID, m.started = runID, started
+		}
+	}
+	if runID == m.runID && asked.After(m.seen) {
+		m.seen = asked
+	}
+	m.mu.Unlock()
+	if from := started.Add(r.delay); sent.Before(from) {
+		return &BackendError{Op: "acquire", MayHaveApplied: true, Err: fmt.Errorf(
+			"master %s (run_id %s) started %s ago and counts toward grants only from %s on, when every lease it may have forgotten has expired: %w",
+			addrOf(c), runID, got.Sub(started).Round(time.Second), from.UTC().Format(time.RFC3339), ErrRestarted)}
+	}
+	return nil
+}
+
+// serverInfo reads run_id and uptime from the text of INFO server.
+func serverInfo(info string) (runID string, up time.Duration, err error) {
+	var upSeen bool
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		switch k {
+		case "run_id":
+			runID = v
+		case "uptime_in_seconds":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return "", 0, fmt.Errorf("INFO server has uptime_in_seconds %q: %w", v, err)
+			}
+			up, upSeen = time.Duration(n)*time.Second, true
+		}
+	}
+	if runID == "" || !upSeen {
+		return "", 0, errors.New("INFO server has no run_id or uptime_in_seconds")
+	}
+	return runID, up, nil
+}
+
+// addrOf names a master for errors: its address when its client has one.
+func addrOf(c *Client) string {
+	if o, ok := c.rdb.(interface{ Options() *redis.Options }); ok {
+		return o.Options().Addr
+	}
+	return "?"
+}
+
+// counting is how many of idx have a nil error in errs.
+func counting(idx []int, errs []error) int {
+	n := 0
+	for _, i := range idx {
+		if errs[i] == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// fenceOf returns the fence of the grant that masters idx, a quorum, hold
+// for one token, given each master's fence for it: the fence they agree on,
+// or else the largest decided one among them (field q, see lua/raise.lua).
+//
+// Masters out of step hold the token with a fence of their own: one that
+// the raise never reached (lower), or one whose acquire timed out and landed
+// after the quorum was made (higher, by its clock). Neither has a decided
+// fence, and any quorum shares a master with the quorum that decided the
+// grant's. A grant that no master marked (made before raise marked them) has
+// the largest fence. op names the call for errors.
+func (r *Redlock) fenceOf(ctx context.Context, op, name string, idx []int, fences []int64) (int64, error) {
+	agree := true
+	for _, i := range idx[1:] {
+		agree = agree && fences[i] == fences[idx[0]]
+	}
+	if agree {
+		return fences[idx[0]], nil
+	}
+	qs, errs := each(ctx, r.nodes, func(ctx context.Context, i int, c *Client) (int64, error) {
+		if !slices.Contains(idx, i) {
+			return 0, nil
+		}
+		return c.decided(ctx, op, name)
 	})
 	var (
-		got   []*Lease
-		fence int64
+		fence  int64
+		failed []error
 	)
-	for _, l := range grants {
-		if l != nil {
-			got = append(got, l)
-			fence = max(fence, l.Fence)
+	for _, i := range idx {
+		if errs[i] != nil {
+			failed = append(failed, errs[i])
 		}
+		fence = max(fence, qs[i])
 	}
-	if len(got) >= r.quorum {
-		// Lift every granting master to the largest fence, so the quorum agrees.
-		raised := len(got)
-		if !sameFence(got) {
-			_, rerrs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
-				return struct{}{}, c.raise(ctx, name, o.Token, fence)
-			})
-			raised = 0
-			for i, err := range rerrs {
-				if err == nil && grants[i] != nil {
-					raised++
-				}
-			}
-		}
-		validity := o.TTL - time.Since(start) - drift(o.TTL)
-		if raised >= r.quorum && validity > 0 {
-			l := *got[0]
-			l.Fence = fence
-			for _, g := range got[1:] {
-				if g.ExpiresAt.Before(l.ExpiresAt) {
-					l.ExpiresAt = g.ExpiresAt
-				}
-			}
-			l.ExpiresAt = l.ExpiresAt.Add(-drift(o.TTL))
-			return &l, nil
-		}
+	switch {
+	case fence > 0:
+		return fence, nil
+	case len(failed) > 0:
+		return 0, &BackendError{Op: op, MayHaveApplied: op != "verify", Err: fmt.Errorf(
+			"the masters disagree on the fence and the decided one could not be read: %w", errors.Join(failed...))}
 	}
-	// No quorum: undo what was granted, so the name frees up for others.
-	if len(got) > 0 {
-		each(context.WithoutCancel(ctx), r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
-			return struct{}{}, c.Release(ctx, name, o.Token)
-		})
+	for _, i := range idx {
+		fence = max(fence, fences[i])
 	}
-	return nil, r.heldErr(name, errs)
+	return fence, nil
 }
 
-func sameFence(ls []*Lease) bool {
-	for _, l := range ls[1:] {
-		if l.Fence != ls[0].Fence {
-			return false
-		}
+// align sets the masters idx whose fence for token differs from the grant's
+// to the grant's, so that reads (Get, Verify by fence) find a quorum that
+// agrees. It is best effort: a master it misses is set right by a later call.
+func (r *Redlock) align(ctx context.Context, name, token string, fence int64, idx []int, fences []int64) {
+	if !slices.ContainsFunc(idx, func(i int) bool { return fences[i] != fence }) {
+		return
 	}
-	return true
+	each(ctx, r.nodes, func(ctx context.Context, i int, c *Client) (struct{}, error) {
+		if !slices.Contains(idx, i) || fences[i] == fence {
+			return struct{}{}, nil
+		}
+		_, err := c.raise(ctx, name, token, fence)
+		return struct{}{}, err
+	})
 }
 
-// heldErr explains a failed quorum acquire from the masters' answers.
-func (r *Redlock) heldErr(name string, errs []error) error {
+// undo releases, after a failed round, the grants that the round made, so
+// the name frees up for others, and reports whether some change of the
+// round may remain (the call's answer then says it may have been applied).
+//
+// A token this call made (ownToken) was nobody's before: every master that
+// granted, or may have, is released. A token the caller brought may be the
+// holder's own, re-acquiring the grant it has: a master that answered a
+// re-grant keeps it (that is the live grant, now with this call's TTL,
+// holder and metadata, as after a Renew that reached it), and so does a
+// master whose answer was lost, which may hold it too; only the new grants
+// are released. The caller still knows the token of whatever remains.
+func (r *Redlock) undo(ctx context.Context, name, token string, ownToken bool, grants []grant) (mayRemain bool) {
+	release := make([]bool, len(r.nodes))
+	for i, g := range grants {
+		switch {
+		case ownToken:
+			release[i] = true
+		case g.l == nil:
+			mayRemain = true // unknown, or held by another: left alone
+		case g.again:
+			mayRemain = true
+		default:
+			release[i] = true
+		}
+	}
+	if !slices.Contains(release, true) {
+		return mayRemain
+	}
+	each(context.WithoutCancel(ctx), r.nodes, func(ctx context.Context, i int, c *Client) (struct{}, error) {
+		if !release[i] {
+			return struct{}{}, nil
+		}
+		return struct{}{}, c.Release(ctx, name, token)
+	})
+	return mayRemain
+}
+
+// grant is one master's answer to an acquire.
+type grant struct {
+	l *Lease // nil: not granted
+	// again says the token already held the lease there: the acquire
+	// re-granted it (same fence) rather than granting it anew.
+	again bool
+}
+
+// grant runs the acquire script once, as Client.tryAcquire does, and also
+// says whether the grant is a re-grant (the reply's last element), which
+// Redlock needs to undo only what it made.
+func (c *Client) grant(ctx context.Context, name string, o *AcquireOptions) (grant, error) {
+	ttl := o.TTL.Milliseconds()
+	key, fence := c.fenceKey(name)
+	res, err := c.run(ctx, acquireScript, key, fence, o.Token, o.Holder, o.Metadata, ttl, "")
+	if err != nil {
+		return grant{}, c.backendErr("acquire", true, err)
+	}
+	r := reply(res)
+	switch r.str(0) {
+	case "granted":
+		if err := r.err("acquire", 4); err != nil {
+			return grant{}, err
+		}
+		return grant{l: &Lease{
+			Name: name, Holder: o.Holder, Token: o.Token, Fence: r.int(1),
+			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata,
+		}, again: r.int(3) == 1}, nil
+	case "held":
+		return grant{}, firstErr(r.err("acquire", 5), &HeldError{Name: name, Holder: r.str(1), Fence: r.int(2), TTL: max(msDur(r.int(3)), time.Millisecond)})
+	}
+	return grant{}, r.unexpected("acquire")
+}
+
+// heldErr explains a failed quorum acquire from the masters' answers;
+// mayRemain says some of its changes may remain.
+func (r *Redlock) heldErr(name string, errs []error, mayRemain bool) error {
 	var (
 		helds    []*HeldError
 		backends []error
@@ -218,7 +547,7 @@ func (r *Redlock) heldErr(name string, errs []error) error {
 		if ctxErr := firstCtxErr(backends); ctxErr != nil {
 			return ctxErr
 		}
-		return &BackendError{Op: "acquire", MayHaveApplied: false, Err: fmt.Errorf(
+		return &BackendError{Op: "acquire", MayHaveApplied: mayRemain, Err: fmt.Errorf(
 			"no quorum: %d of %d masters needed: %w", r.quorum, len(r.nodes), errors.Join(backends...))}
 	}
 	// The quorum frees up when enough held masters expire: of the held ones,
@@ -246,22 +575,39 @@ func firstCtxErr(errs []error) error {
 }
 
 // Renew extends the lease on every master that still has it; it holds when a
-// quorum did within the TTL. Otherwise the caller has lost it.
+// quorum did within the TTL. Otherwise the caller has lost it. The fence is
+// the grant's own, the one Acquire returned (see fenceOf), and masters of
+// the quorum that carry another one are set to it.
 func (r *Redlock) Renew(ctx context.Context, name, token string, ttl time.Duration) (*Lease, error) {
 	start := time.Now()
-	ls, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (*Lease, error) {
+	ls, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (*Lease, error) {
 		return c.Renew(ctx, name, token, ttl)
 	})
 	if err := invalidOf(errs); err != nil {
 		return nil, err
 	}
-	got := nonNil(ls)
-	if len(got) >= r.quorum {
-		l := *got[0]
+	var (
+		held   []int
+		fences = make([]int64, len(ls))
+	)
+	for i, l := range ls {
+		if l != nil {
+			held = append(held, i)
+			fences[i] = l.Fence
+		}
+	}
+	if len(held) >= r.quorum {
+		l := *ls[held[0]]
 		if time.Since(start)+drift(l.TTL) < l.TTL {
-			for _, g := range got[1:] {
-				if g.ExpiresAt.Before(l.ExpiresAt) {
-					l.ExpiresAt = g.ExpiresAt
+			fence, err := r.fenceOf(ctx, "renew", name, held, fences)
+			if err != nil {
+				return nil, err
+			}
+			r.align(ctx, name, token, fence, held, fences)
+			l.Fence = fence
+			for _, i := range held[1:] {
+				if e := ls[i].ExpiresAt; e.Before(l.ExpiresAt) {
+					l.ExpiresAt = e
 				}
 			}
 			l.ExpiresAt = l.ExpiresAt.Add(-drift(l.TTL))
@@ -309,7 +655,7 @@ func (r *Redlock) lostErr(op, name string, errs []error) error {
 
 // Release deletes the lease on every master that has it for token.
 func (r *Redlock) Release(ctx context.Context, name, token string) error {
-	_, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (struct{}, error) {
+	_, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (struct{}, error) {
 		return struct{}{}, c.Release(ctx, name, token)
 	})
 	if err := invalidOf(errs); err != nil {
@@ -326,44 +672,81 @@ func (r *Redlock) Release(ctx context.Context, name, token string) error {
 // Get reads the lease as a quorum of masters agrees on it (the same fence);
 // its TTL is the shortest among them.
 func (r *Redlock) Get(ctx context.Context, name string) (*Lease, error) {
-	l, _, err := r.inspect(ctx, name, "")
-	return l, err
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	views, errs := r.read(ctx, name, "")
+	return r.agreed(name, views, errs)
 }
 
-// Verify checks a fence or token against the grant a quorum agrees on.
+// Verify checks a fence or token against the current grant. A token is the
+// grant's when a quorum of masters hold it, and its fence is then found as
+// Renew finds it; a fence is when a quorum of masters agree on it (Acquire
+// and Renew set the masters they reach to the grant's fence).
 func (r *Redlock) Verify(ctx context.Context, name string, proof Proof) (*Lease, error) {
 	if err := checkVerify(name, proof); err != nil {
 		return nil, err
 	}
-	l, matches, err := r.inspect(ctx, name, proof.Token)
+	views, errs := r.read(ctx, name, proof.Token)
+	if proof.Token != "" {
+		var (
+			mine   []int
+			fences = make([]int64, len(views))
+		)
+		for i, v := range views {
+			if errs[i] == nil && v.match {
+				mine = append(mine, i)
+				fences[i] = v.l.Fence
+			}
+		}
+		if len(mine) >= r.quorum {
+			fence, err := r.fenceOf(ctx, "verify", name, mine, fences)
+			if err != nil {
+				return nil, err
+			}
+			l := *views[mine[0]].l
+			for _, i := range mine[1:] {
+				if v := views[i].l; v.TTL < l.TTL {
+					l.TTL, l.ExpiresAt = v.TTL, v.ExpiresAt
+				}
+			}
+			l.Fence = fence
+			return &l, nil
+		}
+	}
+	l, err := r.agreed(name, views, errs)
 	if err != nil {
 		return nil, err
 	}
-	if proof.Token != "" && matches < r.quorum || proof.Token == "" && proof.Fence != l.Fence {
+	if proof.Token != "" || proof.Fence != l.Fence {
 		return nil, &NotHolderError{Name: name, Holder: l.Holder, Fence: l.Fence, TTL: l.TTL}
 	}
 	return l, nil
 }
 
-// inspect reads every master and returns the grant a quorum agrees on, and
-// how many of those masters matched token.
-func (r *Redlock) inspect(ctx context.Context, name, token string) (*Lease, int, error) {
-	if err := ValidateName(name); err != nil {
-		return nil, 0, err
-	}
-	type seen struct {
-		l     *Lease
-		match bool
-	}
-	res, errs := each(ctx, r.nodes, func(ctx context.Context, c *Client) (seen, error) {
+// view is one master's reading of a lease: the lease, and whether the token
+// read with it is the holder's.
+type view struct {
+	l     *Lease
+	match bool
+}
+
+// read reads name on every master, comparing token ("" for none).
+func (r *Redlock) read(ctx context.Context, name, token string) ([]view, []error) {
+	return each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (view, error) {
 		l, m, err := c.inspect(ctx, name, token)
-		return seen{l, m}, err
+		return view{l, m}, err
 	})
-	byFence := map[int64][]seen{}
+}
+
+// agreed returns the grant that a quorum of views agree on (the same fence),
+// with the shortest TTL among them.
+func (r *Redlock) agreed(name string, views []view, errs []error) (*Lease, error) {
+	byFence := map[int64][]*Lease{}
 	answered := 0
-	for i, s := range res {
+	for i, v := range views {
 		if errs[i] == nil {
-			byFence[s.l.Fence] = append(byFence[s.l.Fence], s)
+			byFence[v.l.Fence] = append(byFence[v.l.Fence], v.l)
 		}
 		if errs[i] == nil || errors.Is(errs[i], ErrNotFound) {
 			answered++
@@ -373,25 +756,22 @@ func (r *Redlock) inspect(ctx context.Context, name, token string) (*Lease, int,
 		if len(group) < r.quorum {
 			continue
 		}
-		l, matches := *group[0].l, 0
-		for _, s := range group {
-			if s.l.TTL < l.TTL {
-				l.TTL, l.ExpiresAt = s.l.TTL, s.l.ExpiresAt
-			}
-			if s.match {
-				matches++
+		l := *group[0]
+		for _, g := range group[1:] {
+			if g.TTL < l.TTL {
+				l.TTL, l.ExpiresAt = g.TTL, g.ExpiresAt
 			}
 		}
-		return &l, matches, nil
+		return &l, nil
 	}
 	if answered < r.quorum {
 		if ctxErr := firstCtxErr(errs); ctxErr != nil {
-			return nil, 0, ctxErr
+			return nil, ctxErr
 		}
-		return nil, 0, &BackendError{Op: "get", Err: fmt.Errorf("no quorum: %d of %d masters answered, %d needed: %w",
+		return nil, &BackendError{Op: "get", Err: fmt.Errorf("no quorum: %d of %d masters answered, %d needed: %w",
 			answered, len(r.nodes), r.quorum, errors.Join(errs...))}
 	}
-	return nil, 0, &NotFoundError{Name: name}
+	return nil, &NotFoundError{Name: name}
 }
 
 // List lists the leases a quorum agrees on. It scans the first n-quorum+1
@@ -436,30 +816,45 @@ func (r *Redlock) List(ctx context.Context, opts *ListOptions) (*Page, error) {
 	return out, nil
 }
 
-// raise lifts the grant of token to fence (see lua/raise.lua).
-func (c *Client) raise(ctx context.Context, name, token string, fence int64) error {
+// raise sets the grant of token to the decided fence, and returns the
+// fence it has after (see lua/raise.lua).
+func (c *Client) raise(ctx context.Context, name, token string, fence int64) (int64, error) {
 	key, fenceKey := c.fenceKey(name)
 	res, err := c.run(ctx, raiseScript, key, fenceKey, token, strconv.FormatInt(fence, 10))
 	if err != nil {
-		return c.backendErr("raise", true, err)
+		return 0, c.backendErr("raise", true, err)
 	}
-	if reply(res).str(0) != "raised" {
-		return &NotHolderError{Name: name}
+	r := reply(res)
+	if r.str(0) != "raised" {
+		return 0, &NotHolderError{Name: name}
 	}
-	return nil
+	if err := r.err("raise", 2); err != nil {
+		return 0, err
+	}
+	return r.int(1), nil
 }
 
-// each runs fn on every node at once and returns the results in node order.
-func each[T any](ctx context.Context, nodes []*Client, fn func(context.Context, *Client) (T, error)) ([]T, []error) {
+// decided reads the decided fence of name's grant (field q, see
+// lua/raise.lua): 0 when it has none.
+func (c *Client) decided(ctx context.Context, op, name string) (int64, error) {
+	q, err := c.rdb.HGet(ctx, c.key(name), "q").Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, c.backendErr(op, false, err)
+	}
+	return q, nil
+}
+
+// each runs fn on every node at once (given its index) and returns the
+// results in node order.
+func each[T any](ctx context.Context, nodes []*Client, fn func(context.Context, int, *Client) (T, error)) ([]T, []error) {
 	res := make([]T, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
 	for i, c := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res[i], errs[i] = fn(ctx, c)
-		}()
+		wg.Go(func() { res[i], errs[i] = fn(ctx, i, c) })
 	}
 	wg.Wait()
 	return res, errs
@@ -473,14 +868,4 @@ func invalidOf(errs []error) error {
 		}
 	}
 	return nil
-}
-
-func nonNil(ls []*Lease) []*Lease {
-	var out []*Lease
-	for _, l := range ls {
-		if l != nil {
-			out = append(out, l)
-		}
-	}
-	return out
 }

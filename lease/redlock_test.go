@@ -28,7 +28,7 @@ func redlock(t *testing.T) (*lease.Redlock, []*redistest.Server, []*redis.Client
 		t.Cleanup(func() { rdb.Close() })
 		srvs, rdbs, ucs = append(srvs, s), append(rdbs, rdb), append(ucs, rdb)
 	}
-	r, err := lease.NewRedlock(ucs, nil)
+	r, err := lease.NewRedlock(ucs, redlockTestOptions(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,8 +37,8 @@ var release string
 //go:embed inspect.lua
 var Inspect string
 
-// Raise lifts a grant's fence on one master of a Redlock quorum to the
-// largest fence the quorum granted.
+// Raise sets a grant's fence on one master of a Redlock quorum to the fence
+// the quorum decided (the largest it granted), and marks it decided.
 //
 //go:embed raise.lua
 var Raise string

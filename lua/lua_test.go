@@ -425,6 +425,23 @@ func TestRaiseBranches(t *testing.T) {
 	raise := func(tok string, f int64) []any {
 		return run(t, rdb, lua.Raise, []string{key, fence}, tok, strconv.FormatInt(f, 10))
 	}
+	// state reads the grant's fence f, its decided fence q and the counter.
+	state := func() [3]string {
+		v := rdb.HMGet(ctx, key, "f", "q").Val()
+		var out [3]string
+		for i := range v {
+			out[i], _ = v[i].(string)
+		}
+		out[2], _ = rdb.Get(ctx, fence).Result()
+		return out
+	}
+	digits := func(n ...int64) [3]string {
+		var out [3]string
+		for i, x := range n {
+			out[i] = strconv.FormatInt(x, 10)
+		}
+		return out
+	}
 	if r, want := raise(tokA, 5), []any{"not_holder"}; !reflect.DeepEqual(r, want) {
 		t.Errorf("raise with no lease: got %v, want %v", r, want)
 	}
@@ -432,37 +449,40 @@ func TestRaiseBranches(t *testing.T) {
 	if r, want := raise(tokB, f+10), []any{"not_holder"}; !reflect.DeepEqual(r, want) {
 		t.Errorf("raise by another token: got %v, want %v", r, want)
 	}
-	if got, _ := rdb.HGet(ctx, key, "f").Result(); got != strconv.FormatInt(f, 10) {
-		t.Errorf("a not-holder raise changed the fence to %s", got)
+	if got, want := state(), [3]string{strconv.FormatInt(f, 10), "", strconv.FormatInt(f, 10)}; got != want {
+		t.Errorf("after a not-holder raise: f, q, counter %q, want %q", got, want)
 	}
 
-	// Lift: both the grant and the counter move up, digits exact.
+	// Decide higher: the grant, its q and the counter move up, digits exact.
 	up := f + 1000
 	if r, want := raise(tokA, up), []any{"raised", up}; !reflect.DeepEqual(r, want) {
 		t.Errorf("raise up: got %v, want %v", r, want)
 	}
-	for k, want := range map[string]string{"hash": strconv.FormatInt(up, 10), "counter": strconv.FormatInt(up, 10)} {
-		var got string
-		if k == "hash" {
-			got, _ = rdb.HGet(ctx, key, "f").Result()
-		} else {
-			got, _ = rdb.Get(ctx, fence).Result()
-		}
-		if got != want {
-			t.Errorf("after raise: %s fence %q, want %q", k, got, want)
-		}
+	if got, want := state(), digits(up, up, up); got != want {
+		t.Errorf("after raise up: f, q, counter %q, want %q", got, want)
 	}
-	// Lower: nothing moves down.
-	if r, want := raise(tokA, f), []any{"raised", f}; !reflect.DeepEqual(r, want) {
-		t.Errorf("raise to a lower fence: got %v, want %v", r, want)
+	// Lower than the decided fence: nothing moves down.
+	if r, want := raise(tokA, f), []any{"raised", up}; !reflect.DeepEqual(r, want) {
+		t.Errorf("raise below the decided fence: got %v, want %v", r, want)
 	}
-	if got, _ := rdb.HGet(ctx, key, "f").Result(); got != strconv.FormatInt(up, 10) {
-		t.Errorf("a lower raise moved the fence down to %s", got)
+	if got, want := state(), digits(up, up, up); got != want {
+		t.Errorf("after raise below the decided fence: f, q, counter %q, want %q", got, want)
 	}
 	// A lost counter is restored.
 	rdb.Del(ctx, fence)
 	raise(tokA, up)
 	if got, _ := rdb.Get(ctx, fence).Result(); got != strconv.FormatInt(up, 10) {
 		t.Errorf("raise with no counter: counter %q, want %d", got, up)
+	}
+
+	// An undecided grant with a fence above the decision (one that landed
+	// after the quorum was made) is brought down to it; the counter stays.
+	rdb.Del(ctx, key)
+	late := run(t, rdb, lua.Acquire, []string{key, fence}, tokB, "", "", 5000)[1].(int64)
+	if r, want := raise(tokB, late-500), []any{"raised", late - 500}; !reflect.DeepEqual(r, want) {
+		t.Errorf("raise of a late grant to the decided fence: got %v, want %v", r, want)
+	}
+	if got, want := state(), digits(late-500, late-500, late); got != want {
+		t.Errorf("after bringing a late grant down: f, q, counter %q, want %q", got, want)
 	}
 }

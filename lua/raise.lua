@@ -1,25 +1,37 @@
--- raise: lift the fence of a grant to a given value on one master of a Redlock
--- quorum, so that every master of the quorum holds the same fence (the largest
--- any of them granted) and the next grant on any quorum exceeds it.
+-- raise: set the fence of a grant, on one master of a Redlock quorum, to the
+-- fence the quorum decided (the largest any of its masters granted), and mark
+-- it decided, so that every master of the quorum holds the same fence and the
+-- next grant on any quorum exceeds it.
 --
 -- KEYS[1]  the lease hash, PREFIX{NAME}
 -- KEYS[2]  the fence counter, PREFIX{NAME}:fence
 -- ARGV[1]  token of the grant
--- ARGV[2]  the fence to lift to (decimal digits)
+-- ARGV[2]  the decided fence (decimal digits)
+--
+-- Field q of the hash is the decided fence. Only this script writes it, so a
+-- master whose grant was never decided (its acquire landed after the quorum
+-- was made, or this script never reached it) has none, and Redlock tells the
+-- grant's own fence from such a master's by it. The grant's fence f is set to
+-- ARGV[2] even when it is higher (a late grant of the same token, with a
+-- fence of its own, is brought into line), but never below a decided fence
+-- (q higher than ARGV[2] stays). The counter only rises.
 --
 -- Replies
---   {"raised", fence}  the grant's fence and the counter are now at least ARGV[2]
+--   {"raised", fence}  the grant's fence f and q are now fence: ARGV[2], or the
+--                      higher fence decided before; the counter is at least fence
 --   {"not_holder"}     the lease is gone or held by another token; nothing changed
-local cur = redis.call('HMGET', KEYS[1], 't', 'f')
+local cur = redis.call('HMGET', KEYS[1], 't', 'q')
 if cur[1] ~= ARGV[1] then
   return {'not_holder'}
 end
-local f = tonumber(ARGV[2])
-if tonumber(cur[2]) < f then
-  redis.call('HSET', KEYS[1], 'f', ARGV[2])
+local digits = ARGV[2]
+if cur[2] and tonumber(cur[2]) > tonumber(digits) then
+  digits = cur[2]
 end
+local f = tonumber(digits)
+redis.call('HSET', KEYS[1], 'f', digits, 'q', digits)
 local counter = redis.call('GET', KEYS[2])
 if not counter or tonumber(counter) < f then
-  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('SET', KEYS[2], digits)
 end
 return {'raised', f}

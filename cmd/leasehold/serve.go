@@ -34,6 +34,8 @@ type serveCmd struct {
 	RedisUsername  string   `placeholder:"USER" help:"Redis user for --redis-cluster and --redis-sentinel (a --redis URL carries its own)."`
 	RedisPassword  string   `placeholder:"PASS" help:"Redis password for --redis-cluster and --redis-sentinel (a --redis URL carries its own)."`
 	KeyPrefix      string   `default:"leasehold:" placeholder:"PREFIX" help:"Prefix of every Redis key."`
+	// RedlockRestartDelay is lease.Options.RestartDelay; nil: the default.
+	RedlockRestartDelay *time.Duration `name:"redlock-restart-delay" placeholder:"DURATION" help:"How long a --redlock master that restarted (or is seen first) does not count toward grants, so that the leases it forgot expire first. Default --max-ttl; 0 turns it off, safe only with appendonly yes and appendfsync always on every master (see docs/engine.md)."`
 	// RedisAutopipeline is lease.Options.AutoPipeline: off by default like
 	// the SDK's, for the reasons given there.
 	RedisAutopipeline bool `name:"redis-autopipeline" help:"Batch the Redis scripts of concurrent requests into pipelines (go-redis's autopipeliner, experimental): more requests per second under load, same latency for a lone request."`
@@ -198,6 +200,8 @@ func (s *serveCmd) check() error {
 		return fmt.Errorf("--max-ttl %s is below the smallest TTL, %s", s.MaxTTL, lease.MinTTL)
 	case s.MaxWait < 0 || s.RedisTimeout <= 0 || s.ShutdownTimeout <= 0:
 		return errors.New("--max-wait, --redis-timeout and --shutdown-timeout must be positive")
+	case s.RedlockRestartDelay != nil && *s.RedlockRestartDelay < 0:
+		return errors.New("--redlock-restart-delay must not be negative: 0 turns it off")
 	case s.KeyPrefix == "":
 		return errors.New("--key-prefix must not be empty")
 	}
@@ -249,12 +253,18 @@ func (s *serveCmd) backend(log *slog.Logger) (httpapi.Backend, func(), error) {
 		if len(rdbs) < 3 {
 			log.Warn("redlock over fewer than 3 masters survives the loss of none", "masters", len(rdbs))
 		}
+		if d := s.RedlockRestartDelay; d != nil {
+			opts.RestartDelay = *d
+			if *d == 0 {
+				opts.RestartDelay = -1
+			}
+		}
 		rl, err := lease.NewRedlock(rdbs, opts)
 		if err != nil {
 			closeAll()
 			return nil, nil, err
 		}
-		log.Info("using redlock", "masters", len(rdbs))
+		log.Info("using redlock", "masters", len(rdbs), "restart_delay", rl.RestartDelay())
 		return rl, closeAll, nil
 	}
 	store, err := embedded.Start()

@@ -281,7 +281,9 @@ func TestServeOnEveryBackend(t *testing.T) {
 		{"cluster", []string{"--redis-cluster", strings.Join(cluster.Addrs(), ",")}},
 		{"cluster-autopipeline", []string{"--redis-cluster", strings.Join(cluster.Addrs(), ","), "--redis-autopipeline"}},
 		{"sentinel", []string{"--redis-sentinel", sentinel.Addr(), "--sentinel-master", "lh-serve"}},
-		{"redlock", []string{"--redlock", r1.URL() + "," + r2.URL() + "," + r3.URL()}},
+		// The masters have just started: without the flag, the restart delay
+		// (TestServeRedlockRestartDelay) would refuse every grant.
+		{"redlock", []string{"--redlock", r1.URL() + "," + r2.URL() + "," + r3.URL(), "--redlock-restart-delay", "0"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startServe(t, bin, nil, tc.args...)
@@ -309,6 +311,50 @@ func TestServeOnEveryBackend(t *testing.T) {
 				t.Errorf("exit %d\n%s", code, logs)
 			}
 		})
+	}
+}
+
+// TestServeRedlockRestartDelay: by default a Redlock master that started
+// less than --max-ttl ago does not count toward grants; the flag or its
+// variable sets the delay, and 0 turns it off.
+func TestServeRedlockRestartDelay(t *testing.T) {
+	bin := buildServeBinary(t)
+	r1, r2, r3 := redistest.Start(t), redistest.Start(t), redistest.Start(t)
+	masters := []string{"--redlock", r1.URL() + "," + r2.URL() + "," + r3.URL()}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want int
+		log  string // in the "using redlock" line
+	}{
+		{"default is max-ttl", nil, []string{"--max-ttl", "1h"}, 503, "restart_delay=1h0m36.002s"}, // plus the drift allowance
+		{"flag", nil, []string{"--redlock-restart-delay", "2h"}, 503, "restart_delay=2h0m0s"},
+		{"flag off", nil, []string{"--redlock-restart-delay=0"}, 200, "restart_delay=0s"},
+		{"env off", []string{"LEASEHOLD_REDLOCK_RESTART_DELAY=0s"}, nil, 200, "restart_delay=0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startServe(t, bin, tc.env, append(masters, tc.args...)...)
+			name := "restart-delay-" + strings.ReplaceAll(tc.name, " ", "-")
+			st, g, _ := servePost(t, p.url+"/v1/leases/"+name+"/acquire?ttl=1s")
+			if st != tc.want {
+				t.Errorf("acquire on masters that have just started: got %d %v, want %d", st, g, tc.want)
+			}
+			if st == 503 && g["error"] != "backend_unavailable" {
+				t.Errorf("got error %v, want backend_unavailable", g["error"])
+			}
+			code, logs := p.stop(t)
+			if code != 0 {
+				t.Errorf("exit %d\n%s", code, logs)
+			}
+			if !strings.Contains(logs, tc.log) {
+				t.Errorf("logs do not say %s:\n%s", tc.log, logs)
+			}
+		})
+	}
+	if err := (&serveCmd{MaxTTL: time.Hour, MaxWait: time.Minute, RedisTimeout: time.Second, ShutdownTimeout: time.Second,
+		KeyPrefix: "x:", RedlockRestartDelay: new(-time.Second)}).check(); err == nil {
+		t.Errorf("check with --redlock-restart-delay -1s: got nil, want an error")
 	}
 }
 
