@@ -267,6 +267,7 @@ func (r *Redlock) decide(ctx context.Context, name string, o *AcquireOptions, st
 	}
 	l := *grants[took[0]].l
 	l.Fence = fence
+	l.Sent = start // no master applied it before
 	for _, i := range took[1:] {
 		if e := grants[i].l.ExpiresAt; e.Before(l.ExpiresAt) {
 			l.ExpiresAt = e
@@ -320,7 +321,7 @@ func (r *Redlock) restarts(ctx context.Context, grants []grant, sent time.Time) 
 func (r *Redlock) restarted(ctx context.Context, i int, sent time.Time) error {
 	c, m := r.nodes[i], &r.masters[i]
 	asked := time.Now()
-	info, err := c.rdb.Info(ctx, "server").Result()
+	info, err := boundedCall(ctx, func() (string, error) { return c.rdb.Info(ctx, "server").Result() })
 	if err != nil {
 		return c.backendErr("acquire", true, fmt.Errorf("check master %s for a restart: %w", addrOf(c), err))
 	}
@@ -605,6 +606,7 @@ func (r *Redlock) Renew(ctx context.Context, name, token string, ttl time.Durati
 			}
 			r.align(ctx, name, token, fence, held, fences)
 			l.Fence = fence
+			l.Sent = start
 			for _, i := range held[1:] {
 				if e := ls[i].ExpiresAt; e.Before(l.ExpiresAt) {
 					l.ExpiresAt = e
@@ -837,7 +839,7 @@ func (c *Client) raise(ctx context.Context, name, token string, fence int64) (in
 // decided reads the decided fence of name's grant (field q, see
 // lua/raise.lua): 0 when it has none.
 func (c *Client) decided(ctx context.Context, op, name string) (int64, error) {
-	q, err := c.rdb.HGet(ctx, c.key(name), "q").Int64()
+	q, err := boundedCall(ctx, func() (int64, error) { return c.rdb.HGet(ctx, c.key(name), "q").Int64() })
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
