@@ -241,12 +241,15 @@ func (w *waiter) turn(now time.Time) (handed *Lease, attempt bool, until time.Ti
 }
 
 // done records the outcome of an attempt: the fence and expiry of whoever
-// holds the lease now (us, if granted).
+// holds the lease now (us, if granted). The attempt's answer is what Redis
+// says now, so it stands even when its fence is lower than the one seen
+// before (after Redis lost the name's data, the clock may give a lower
+// fence); only a hand-over to w during the attempt is newer news.
 func (w *waiter) done(retries int, fence int64, expiry time.Time) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	t := w.t
-	if fence >= t.holder { // not older news than a hand-over told
+	if w.handed == nil || fence >= t.holder {
 		t.known, t.holder, t.expiry = true, fence, expiry
 	}
 	t.retried = max(t.retried, retries)

@@ -84,6 +84,11 @@ func (ws *waitState) step(ctx context.Context) (l *Lease, err error, over bool) 
 			if l, err, over := ws.attempt(ctx, retries); over {
 				return l, err, true
 			}
+			// However the attempt went, the wait ends with its context
+			// and at its deadline: no loop outlives them.
+			if l, err, over := ws.woken(ctx); over {
+				return l, err, true
+			}
 			continue
 		case !until.IsZero():
 			ws.nap.Reset(time.Until(until))

@@ -811,3 +811,61 @@ func TestWaitGivingUpHeadPassesTheWakeUpOn(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitHonoursItsDeadlineAfterDataLoss: after Redis lost a name's data
+// while its fence counter was ahead of Redis's clock, the next holder has a
+// lower fence than the one a waiter last saw. The waiter's own attempt says
+// who holds the lease now: it must sleep until that holder's expiry, and
+// end at its own deadline, not spin on attempts until the new holder's
+// lease runs out.
+func TestWaitHonoursItsDeadlineAfterDataLoss(t *testing.T) {
+	c, rdb := newClient(t, nil)
+	other, _ := newClient(t, nil)
+	name := uniq(t)
+	key := "leasehold:{" + name + "}"
+	ahead := time.Now().Add(1000*time.Hour).UnixMicro() // a counter far ahead of the clock (a Redlock raise, a clock stepped back)
+	if err := rdb.Set(ctx, key+":fence", ahead, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	first, err := other.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Second, Holder: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	got := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Holder: "waiter", Wait: 3 * time.Second})
+		got <- result{l, err}
+	}()
+	eventually(t, 2*time.Second, "the waiter's first attempt", func() bool { return attempts() >= 1 })
+	// The name's data is lost (as by FLUSHALL or a restart without
+	// persistence), and another holder takes it with a fence from the clock.
+	if err := rdb.Del(ctx, key, key+":fence").Err(); err != nil {
+		t.Fatal(err)
+	}
+	second, err := other.Acquire(ctx, name, &lease.AcquireOptions{TTL: 20 * time.Second, Holder: "second"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.Fence >= first.Fence {
+		t.Fatalf("setup: second fence %d, want below the first's %d", second.Fence, first.Fence)
+	}
+	var r result
+	select {
+	case r = <-got:
+	case <-time.After(8 * time.Second):
+		t.Fatalf("the 3s wait had not ended after 8s (%d attempts)", attempts())
+	}
+	took := time.Since(start)
+	var held *lease.HeldError
+	if !errors.As(r.err, &held) || held.Holder != "second" {
+		t.Errorf("got %v, %v, want a *HeldError naming the second holder", r.l, r.err)
+	}
+	if took > 4*time.Second {
+		t.Errorf("the 3s wait ended after %v, want at its deadline", took)
+	}
+	if n := attempts(); n > 10 {
+		t.Errorf("the waiter made %d attempts, want a few: it must sleep until the holder's expiry", n)
+	}
+}
