@@ -447,7 +447,8 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 		if !handed || malformed != nil {
 			if w != nil {
 				// Gone, or in a state we cannot tell: the waiter looks for itself.
-				w.unclaim(err != nil || malformed != nil || r.str(0) == "not_found")
+				// It is free now unless another holds it.
+				w.unclaim(err != nil || malformed != nil || r.str(0) != "not_holder")
 			}
 			switch {
 			case !first:

@@ -16,6 +16,7 @@
 --                                  TTL/holder/metadata from this call
 --   {"held", holder, fence, pttl_ms, now_ms}  held by another; nothing changed,
 --                                  except the waiter mark below
+--   an error reply, nothing changed: the fence counter is corrupt or at 2^53 - 1
 --
 -- Field w marks a lease whose release must be announced, because callers
 -- wait for it (release.lua announces only marked leases): it is the id of
@@ -77,6 +78,9 @@ if cur[1] then
 end
 
 local fence, digits = next_fence(KEYS[2], now_us) -- fence.lua
+if not fence then
+  return redis.error_reply(digits)
+end
 if ARGV[2] == '' and ARGV[3] == '' and waiter == '' then
   -- The common bare lease, without building tables.
   redis.call('HSET', KEYS[1], 't', ARGV[1], 'f', digits, 'l', ARGV[4])

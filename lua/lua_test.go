@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -484,5 +485,64 @@ func TestRaiseBranches(t *testing.T) {
 	}
 	if got, want := state(), digits(late-500, late-500, late); got != want {
 		t.Errorf("after bringing a late grant down: f, q, counter %q, want %q", got, want)
+	}
+}
+
+// TestFenceCounterOutOfRange: fences stay exact integers below 2^53 (so
+// JSON and JavaScript read them exactly), and a counter that is not such a
+// number is refused by acquire and by release's hand-over without any
+// change: the counter keeps its value and no lease is made. A release
+// whose hand-over cannot get a fence still releases.
+func TestFenceCounterOutOfRange(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	const maxFence = 1<<53 - 1
+	for _, tc := range []struct {
+		counter string
+		want    int64 // the fence granted; 0: refused
+	}{
+		{strconv.Itoa(maxFence - 1), maxFence},
+		{strconv.Itoa(maxFence), 0},
+		{strconv.Itoa(1 << 53), 0},
+		{"9223372036854775808", 0}, // above 2^63
+		{"-5", 0},
+		{"12abc", 0},
+		{"abc", 0},
+		{"1e300", 0},
+		{"", 0},
+	} {
+		t.Run("counter="+tc.counter, func(t *testing.T) {
+			rdb.FlushAll(ctx)
+			rdb.Set(ctx, fence, tc.counter, 0)
+			res, err := redis.NewScript(lua.Acquire).Run(ctx, rdb, []string{key, fence}, tokA, "", "", 5000).Slice()
+			after, _ := rdb.Get(ctx, fence).Result()
+			exists, _ := rdb.Exists(ctx, key).Result()
+			if tc.want != 0 {
+				if err != nil || res[0] != "granted" || res[1] != tc.want {
+					t.Fatalf("acquire = %v, %v; want granted with fence %d", res, err, tc.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("acquire = %v, want an error", res)
+			}
+			if !strings.Contains(err.Error(), "fence counter") {
+				t.Errorf("error %q, want one that names the fence counter", err)
+			}
+			if after != tc.counter || exists != 0 {
+				t.Errorf("after the refusal: counter %q, lease exists %d; want counter %q and no lease", after, exists, tc.counter)
+			}
+
+			// A release that would hand over: it cannot make a fence, so it
+			// releases plainly (and announces), and the counter stays.
+			rdb.Del(ctx, fence)
+			run(t, rdb, lua.Acquire, []string{key, fence}, tokA, "", "", 5000)
+			rdb.Set(ctx, fence, tc.counter, 0)
+			r := run(t, rdb, lua.Release, []string{key, fence}, tokA, "p", "client-1", tokB, "", "", 5000)
+			after, _ = rdb.Get(ctx, fence).Result()
+			exists, _ = rdb.Exists(ctx, key).Result()
+			if r[0] != "released" || after != tc.counter || exists != 0 {
+				t.Errorf("hand-over release = %v, counter %q, lease exists %d; want released, counter %q, no lease", r, after, exists, tc.counter)
+			}
+		})
 	}
 }

@@ -27,7 +27,8 @@
 -- next_fence comes from fence.lua, which package lua puts in front of this file.
 --
 -- Replies
---   {"released"}                                    deleted (and announced if marked)
+--   {"released"}                                    deleted (and announced if marked); also
+--                                                   when a hand-over could not get a fence
 --   {"handed", fence, now_ms}                       granted to the waiter ARGV[4]
 --   {"not_holder", holder, fence, pttl_ms, now_ms}  another token holds it; nothing changed
 --   {"not_found"}                                   no lease (released or expired)
@@ -42,10 +43,16 @@ if cur[1] ~= ARGV[1] then
 end
 
 local client = ARGV[3] or ''
+local fence, digits, now_us
 if client ~= '' and (not cur[4] or cur[4] == client) then
   local now = redis.call('TIME')
-  local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-  local fence, digits = next_fence(KEYS[2], now_us) -- fence.lua, as acquire.lua
+  now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  -- A counter that cannot give a fence (see fence.lua) changes nothing
+  -- here: the lease is released as if nobody waited, and the waiter's own
+  -- attempt reports the fault.
+  fence, digits = next_fence(KEYS[2], now_us) -- fence.lua, as acquire.lua
+end
+if fence then
   local set = {'t', ARGV[4], 'f', digits, 'l', ARGV[7]}
   if ARGV[5] ~= '' then
     set[#set + 1] = 'h'
