@@ -185,6 +185,7 @@ type Client struct {
 	// ap is rdb's autopipeliner when Options.AutoPipeline is set, else nil.
 	ap       *redis.AutoPipeliner
 	inflight atomic.Int64 // calls running a script: with ap, a lone one skips it
+	undo     Undoer       // grants of unknown outcome made with tokens of this Client's making
 }
 
 // New returns a Client over rdb: a single Redis, Sentinel or Cluster client.
@@ -225,6 +226,14 @@ func (c *Client) Close() error {
 	c.sub.close()
 	return nil
 }
+
+// Settle waits until every grant this Client is undoing in the background
+// is undone (or has surely expired), or ctx ends. Those are the grants that
+// an Acquire without a Token of its caller's may have made when it returned
+// an unknown outcome: its context ended while it ran, or a *BackendError
+// with MayHaveApplied. A program that exits right after such an error calls
+// Settle first, so that it leaves no grant that nobody holds the token of.
+func (c *Client) Settle(ctx context.Context) error { return c.undo.Wait(ctx) }
 
 // MaxTTL returns the largest TTL this client grants.
 func (c *Client) MaxTTL() time.Duration { return c.maxTTL }
@@ -298,7 +307,13 @@ func (c *Client) Acquire(ctx context.Context, name string, opts *AcquireOptions)
 		o.Token = NewToken()
 	}
 	if o.Wait == 0 {
-		return c.tryAcquire(ctx, name, &o, "")
+		l, err := c.tryAcquire(ctx, name, &o, "")
+		if ownToken && unknown(err) {
+			// Only this call knew the token: nobody else can end the grant
+			// it may have made.
+			c.undo.Undo(c, name, o.Token, o.TTL, err)
+		}
+		return l, err
 	}
 	// A wait (see wait.go). This frame stays on the stack for the whole
 	// wait, on top of net/http and echo for a waiting HTTP request, so the

@@ -102,7 +102,7 @@ func bounded(ctx context.Context, call func()) error {
 		case <-done: // both at once: the answer is there, take it
 			return nil
 		default:
-			return ctx.Err()
+			return &abandonedError{err: ctx.Err(), running: done}
 		}
 	}
 }

@@ -118,13 +118,13 @@ func (ws *waitState) finish() {
 	ws.nap.Stop()
 	ws.stop()
 	if untaken := ws.w.leave(ws.got != nil); untaken != nil {
-		ws.c.abandon(ws.name, untaken.Token, nil)
+		ws.c.undo.Undo(ws.c, ws.name, untaken.Token, untaken.TTL, nil)
 	}
 }
 
 // attempt is the head's attempt; over says that the wait ends with l, err.
 func (ws *waitState) attempt(ctx context.Context, retries int) (l *Lease, err error, over bool) {
-	l, err = ws.c.attempt(ctx, ws.name, ws.o)
+	l, err = ws.tryOnce(ctx)
 	var held *HeldError
 	switch {
 	case err == nil:
@@ -138,9 +138,6 @@ func (ws *waitState) attempt(ctx context.Context, retries int) (l *Lease, err er
 		ws.last = held
 		return nil, nil, false
 	case ctx.Err() != nil:
-		if ws.ownToken {
-			ws.c.abandon(ws.name, ws.o.Token, err)
-		}
 		if !errors.Is(err, ctx.Err()) {
 			err = fmt.Errorf("lease: acquire: %w", ctx.Err())
 		}
@@ -167,7 +164,7 @@ func (ws *waitState) ended(ctx context.Context) (*Lease, error) {
 	if left < time.Millisecond {
 		// Never tried (never confirmed subscribed), or the holder's lease
 		// has run out just now: the answer is one more attempt.
-		l, err := ws.c.attempt(ctx, ws.name, ws.o)
+		l, err := ws.tryOnce(ctx)
 		ws.got = l
 		return l, err
 	}
@@ -176,24 +173,20 @@ func (ws *waitState) ended(ctx context.Context) (*Lease, error) {
 	return nil, &held
 }
 
+func (ws *waitState) tryOnce(ctx context.Context) (*Lease, error) {
+	l, err := ws.c.attempt(ctx, ws.name, ws.o)
+	if ws.ownToken && unknown(err) {
+		// Only this wait knew the token: nobody else can end the grant
+		// the attempt may have made.
+		ws.c.undo.Undo(ws.c, ws.name, ws.o.Token, ws.o.TTL, err)
+	}
+	return l, err
+}
+
 func (c *Client) attempt(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
 	l, err := c.tryAcquire(ctx, name, o, c.id)
 	if testHookAttempted != nil {
 		testHookAttempted(name, err)
 	}
 	return l, err
-}
-
-// abandon releases a grant that may have been made for a waiter whose
-// context ended during its attempt (err is the attempt's error), or that was
-// handed to it as it left (err is nil), so that it leaves no lease behind.
-// The token was made by Acquire, so nobody else can hold it.
-func (c *Client) abandon(name, token string, err error) {
-	var be *BackendError
-	if errors.As(err, &be) && !be.MayHaveApplied {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = c.Release(ctx, name, token) // not found is the likely answer
 }

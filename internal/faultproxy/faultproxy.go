@@ -43,6 +43,7 @@ type Proxy struct {
 	delay time.Duration
 	conns map[net.Conn]struct{}
 	done  bool
+	stop  chan struct{} // closed by Close: ends delays
 
 	wg sync.WaitGroup
 }
@@ -53,7 +54,7 @@ func New(target string) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, stop: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Add(1)
 	go p.accept()
@@ -87,6 +88,9 @@ func (p *Proxy) SetDelay(d time.Duration) {
 // Close stops the proxy, closes every connection and waits for its goroutines.
 func (p *Proxy) Close() {
 	p.mu.Lock()
+	if !p.done {
+		close(p.stop)
+	}
 	p.done = true
 	for c := range p.conns {
 		c.Close()
@@ -177,7 +181,13 @@ func (p *Proxy) pass(dst net.Conn, b []byte) bool {
 		return false
 	}
 	if delay > 0 {
-		time.Sleep(delay)
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-p.stop:
+			return false
+		}
 	}
 	_, err := dst.Write(b)
 	return err == nil

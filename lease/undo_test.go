@@ -1,0 +1,144 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/lease"
+	"github.com/redis/go-redis/v9"
+)
+
+// TestUnknownOutcomeIsUndone is the promise "no grant without a holder": an
+// Acquire whose outcome is unknown (its context ended while Redis, behind a
+// slow path, granted it) and whose token only the Client knew leaves no
+// grant behind: it is released in the background as soon as Redis answers,
+// long before its TTL. An Acquire with the caller's own token is left for
+// the caller, who can retry with it.
+func TestUnknownOutcomeIsUndone(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ownToken bool
+		end      string
+		wait     time.Duration
+	}{
+		{"deadline", false, "deadline", 0},
+		{"cancel", false, "cancel", 0},
+		{"the caller token is left to the caller", true, "deadline", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, p, _ := hungClient(t, redis.Options{}, nil)
+			_, rdb := newClient(t, nil)
+			name := uniq(t)
+			if err := c.LoadScripts(ctx); err != nil { // and a connection in the pool
+				t.Fatal(err)
+			}
+			p.SetDelay(400 * time.Millisecond) // each way: Redis grants at +400ms, answers at +800ms
+			cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+			if tc.end == "cancel" {
+				cctx, cancel = context.WithCancel(ctx)
+				time.AfterFunc(100*time.Millisecond, cancel)
+			}
+			defer cancel()
+			o := &lease.AcquireOptions{TTL: time.Minute, Wait: tc.wait}
+			if tc.ownToken {
+				o.Token = lease.NewToken()
+			}
+			_, err := c.Acquire(cctx, name, o)
+			if err == nil || !lease.Unknown(err) {
+				t.Fatalf("Acquire = %v, want an error of unknown outcome", err)
+			}
+			key := "leasehold:{" + name + "}"
+			eventually(t, 3*time.Second, "the late grant to reach Redis", func() bool {
+				n, _ := rdb.Exists(ctx, key).Result()
+				return n == 1
+			})
+			sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+			defer scancel()
+			if err := c.Settle(sctx); err != nil {
+				t.Fatalf("Settle = %v, want nil", err)
+			}
+			n, err := rdb.Exists(ctx, key).Result()
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case tc.ownToken && n != 1:
+				t.Errorf("the grant of the caller's own token was released behind its back")
+			case !tc.ownToken && n != 0:
+				pttl, _ := rdb.PTTL(ctx, key).Result()
+				t.Errorf("after Settle the grant nobody holds the token of is still there, for another %v", pttl)
+			}
+		})
+	}
+}
+
+// TestSettleEndsWithItsContext: Settle returns when its context ends,
+// while an undo still waits for Redis.
+func TestSettleEndsWithItsContext(t *testing.T) {
+	c, p, _ := hungClient(t, redis.Options{ReadTimeout: -1}, nil)
+	name := uniq(t)
+	if err := c.LoadScripts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.SetDelay(time.Hour) // nothing comes back
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Acquire(cctx, name, &lease.AcquireOptions{TTL: time.Minute}); !lease.Unknown(err) {
+		t.Fatalf("Acquire = %v, want an unknown outcome", err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer scancel()
+	start := time.Now()
+	if err := c.Settle(sctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Settle = %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Settle returned after %v, want at its 200ms deadline", d)
+	}
+}
+
+// TestUnknownOutcomeOfAWaitIsUndone: a waiting Acquire whose context ends
+// during the attempt that a release woke (slow path: the attempt reaches
+// Redis and is granted after the caller gave up) leaves no grant behind.
+func TestUnknownOutcomeOfAWaitIsUndone(t *testing.T) {
+	c, p, holder := hungClient(t, redis.Options{}, nil)
+	_, rdb := newClient(t, nil)
+	name := uniq(t)
+	key := "leasehold:{" + name + "}"
+	l, err := holder.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attempts := countAttempts(t, name, nil)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	got := make(chan error, 1)
+	go func() {
+		_, err := c.Acquire(cctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: time.Minute})
+		got <- err
+	}()
+	eventually(t, 3*time.Second, "the waiter's first attempt", func() bool { return attempts() >= 1 })
+	p.SetDelay(300 * time.Millisecond) // the wake-up and the attempt each take 300ms a way
+	if err := holder.Release(ctx, name, l.Token); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Second, "the waiter's attempt to be granted in Redis", func() bool {
+		n, _ := rdb.Exists(ctx, key).Result()
+		return n == 1
+	})
+	cancel() // the answer is still on its way
+	if err := <-got; !lease.Unknown(err) {
+		t.Fatalf("Acquire = %v, want an unknown outcome", err)
+	}
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	if err := c.Settle(sctx); err != nil {
+		t.Fatalf("Settle = %v, want nil", err)
+	}
+	if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
+		pttl, _ := rdb.PTTL(ctx, key).Result()
+		t.Errorf("after Settle the grant nobody holds the token of is still there, for another %v", pttl)
+	}
+}
