@@ -823,7 +823,7 @@ func TestWaitHonoursItsDeadlineAfterDataLoss(t *testing.T) {
 	other, _ := newClient(t, nil)
 	name := uniq(t)
 	key := "leasehold:{" + name + "}"
-	ahead := time.Now().Add(1000*time.Hour).UnixMicro() // a counter far ahead of the clock (a Redlock raise, a clock stepped back)
+	ahead := time.Now().Add(1000 * time.Hour).UnixMicro() // a counter far ahead of the clock (a Redlock raise, a clock stepped back)
 	if err := rdb.Set(ctx, key+":fence", ahead, 0).Err(); err != nil {
 		t.Fatal(err)
 	}
