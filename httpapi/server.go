@@ -246,24 +246,43 @@ func writeBody(c echo.Context, status int, b []byte) error {
 	return err
 }
 
-// redactedURI is the request URI for logs, with token values replaced.
+// redactedURI is the request URI for logs. Its query keeps only what is no
+// secret: each pair is judged by the key it decodes to, as readQuery reads
+// it, so that a token's value is REDACTED however its key is spelled
+// (token, %74oken). The parameters of the API other than token keep their
+// values as sent. Every other pair (TOKEN, access_token, a key that holds
+// a secret itself, one that does not decode, one with a semicolon) is one
+// the server refuses, and it is REDACTED whole, key and value: a client
+// that misspells a parameter may still have put a secret in it.
 func redactedURI(u *url.URL) string {
 	if u.RawQuery == "" {
 		return u.Path
 	}
-	if !strings.Contains(strings.ToLower(u.RawQuery), "token") {
-		return u.Path + "?" + u.RawQuery
-	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return u.Path + "?REDACTED"
-	}
-	for k := range q {
-		if strings.Contains(strings.ToLower(k), "token") {
-			q[k] = []string{"REDACTED"}
+	var b strings.Builder
+	b.WriteString(u.Path)
+	sep := "?"
+	for kv := range strings.SplitSeq(u.RawQuery, "&") {
+		if kv == "" {
+			continue
+		}
+		b.WriteString(sep)
+		sep = "&"
+		k, v, _ := strings.Cut(kv, "=")
+		key, err := url.QueryUnescape(k)
+		if _, verr := url.QueryUnescape(v); err != nil || verr != nil || strings.Contains(kv, ";") {
+			b.WriteString("REDACTED")
+			continue
+		}
+		switch i, err := lookupParam(key, allParams); {
+		case err != nil:
+			b.WriteString("REDACTED")
+		case i == pToken:
+			b.WriteString("token=REDACTED")
+		default:
+			b.WriteString(paramNames[i] + "=" + v)
 		}
 	}
-	return u.Path + "?" + q.Encode()
+	return b.String()
 }
 
 // authenticate checks the bearer token when auth is on. A nil token with a
