@@ -319,11 +319,37 @@ func (s *Server) begin(c echo.Context, allowed uint16, need Access, p *params) (
 	if err := readParams(c.Request(), allowed, p); err != nil {
 		return "", err
 	}
-	name := c.Param("name")
-	if err := lease.ValidateName(name); err != nil {
+	name, err := pathName(c)
+	if err != nil {
 		return "", err
 	}
 	return name, authorize(t, "name", name, need)
+}
+
+// pathName is the valid lease name in the request's path, percent-decoded
+// once: jobs%3Ax is jobs:x. echo matches routes on URL.RawPath when the
+// path has escapes that Go would not have written (%3A, %2F), and its
+// params then keep them; else on URL.Path, which is decoded already (and
+// must not be decoded again: jobs%2541 is the name jobs%41, invalid).
+func pathName(c echo.Context) (string, error) {
+	name := c.Param("name")
+	if c.Request().URL.RawPath != "" && strings.IndexByte(name, '%') >= 0 {
+		decoded, err := url.PathUnescape(name)
+		if err != nil {
+			return "", &lease.InvalidError{Code: lease.CodeInvalidName,
+				Message: fmt.Sprintf("the lease name %q is not valid percent-encoding: write %%XX with two hex digits", clip(name))}
+		}
+		name = decoded
+	}
+	if name == "." || name == ".." {
+		// Not a name (see PRODUCT.md's names): a client would have cleaned it out of the path.
+		return "", &lease.InvalidError{Code: lease.CodeInvalidName,
+			Message: fmt.Sprintf("the lease name %q is a path segment of its own, not a name: give 1 to %d characters of A-Z a-z 0-9 . _ - : other than . and ..", name, lease.MaxNameLen)}
+	}
+	if err := lease.ValidateName(name); err != nil {
+		return "", err
+	}
+	return name, nil
 }
 
 // callCtx bounds one call to the backend by the Redis timeout.
