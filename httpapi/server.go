@@ -120,6 +120,7 @@ func New(b Backend, opts *Options) *Server {
 	add(http.MethodPost, "/v1/leases/:name/verify", s.verify)
 	add(http.MethodGet, "/v1/leases/:name", s.get)
 	add(http.MethodGet, "/v1/leases", s.list)
+	add(http.MethodGet, "/v1/limits", s.limits)
 	add(http.MethodGet, "/healthz", s.healthz)
 	add(http.MethodGet, "/readyz", s.readyz)
 	add(http.MethodGet, "/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
@@ -634,6 +635,23 @@ func (s *Server) list(c echo.Context) error {
 		body.Leases[i] = newLeaseBody(&page.Leases[i])
 	}
 	return writeJSON(c, body)
+}
+
+// limits answers the server's bounds (--max-ttl, --max-wait), so that a
+// client can refuse what the server would not grant before it starts
+// anything (the CLI's run --hold). With auth on it needs a token, of any
+// access and prefixes.
+func (s *Server) limits(c echo.Context) error {
+	if _, err := s.authenticate(c); err != nil {
+		return err
+	}
+	var p params
+	if err := readParams(c.Request(), noParams, &p); err != nil {
+		return err
+	}
+	return writeJSON(c, limitsBody{
+		MinTTLMs: lease.MinTTL.Milliseconds(), MaxTTLMs: s.b.MaxTTL().Milliseconds(), MaxWaitMs: s.b.MaxWait().Milliseconds(),
+	})
 }
 
 func (s *Server) healthz(c echo.Context) error {
