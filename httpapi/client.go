@@ -207,6 +207,23 @@ func (c *Client) List(ctx context.Context, opts *lease.ListOptions) (*lease.Page
 	return page, nil
 }
 
+// Limits are a server's bounds: the TTLs it grants (MinTTL to its
+// --max-ttl) and the longest wait it accepts (--max-wait).
+type Limits struct {
+	MinTTL, MaxTTL, MaxWait time.Duration
+}
+
+// Limits asks the server for its bounds (GET /v1/limits). A server older
+// than that route answers a *StatusError with Status 404.
+func (c *Client) Limits(ctx context.Context) (*Limits, error) {
+	var b limitsBody
+	if err := c.call(ctx, "limits", http.MethodGet, "/v1/limits", nil, 0, &b); err != nil {
+		return nil, err
+	}
+	ms := func(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+	return &Limits{MinTTL: ms(b.MinTTLMs), MaxTTL: ms(b.MaxTTLMs), MaxWait: ms(b.MaxWaitMs)}, nil
+}
+
 // Ping checks that the server is ready: that it answers and its Redis does
 // (GET /readyz).
 func (c *Client) Ping(ctx context.Context) error {

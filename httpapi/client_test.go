@@ -207,3 +207,25 @@ func TestClientAuthAndOtherStatuses(t *testing.T) {
 		t.Errorf("wrong base URL: got %v, want *StatusError 404, not a lease not_found", err)
 	}
 }
+
+// TestClientLimits: Limits answers the server's --max-ttl and --max-wait,
+// and with auth on needs a token.
+func TestClientLimits(t *testing.T) {
+	e := newEnv(t, &envOptions{maxWait: 90 * time.Second})
+	c := httpapi.NewClient(e.ts.URL, nil)
+	defer c.Close()
+	l, err := c.Limits(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (httpapi.Limits{MinTTL: lease.MinTTL, MaxTTL: lease.DefaultMaxTTL, MaxWait: 90 * time.Second}); *l != want {
+		t.Errorf("got Limits %+v, want %+v", *l, want)
+	}
+	a := newEnv(t, &envOptions{auth: authFile()})
+	if _, err := httpapi.NewClient(a.ts.URL, nil).Limits(bg); !errors.Is(err, httpapi.ErrUnauthorized) {
+		t.Errorf("Limits without a token: got %v, want ErrUnauthorized", err)
+	}
+	if _, err := httpapi.NewClient(a.ts.URL, &httpapi.ClientOptions{Token: readerToken}).Limits(bg); err != nil {
+		t.Errorf("Limits with a read token: got %v, want the limits", err)
+	}
+}

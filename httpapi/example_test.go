@@ -23,7 +23,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer store.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: store.Addr()})
+	rdb := redis.NewClient(store.Options())
 	defer rdb.Close()
 	srv := httpapi.New(lease.New(rdb, nil), &httpapi.Options{Logger: slog.New(slog.DiscardHandler)})
 	ts := httptest.NewServer(srv)

@@ -44,6 +44,7 @@ const (
 	verifyParams  = 1<<pFence | 1<<pToken
 	listParams    = 1<<pPrefix | 1<<pLimit | 1<<pCursor
 	noParams      = 0
+	allParams     = 1<<nParams - 1
 )
 
 // params holds a request's parameters from its query and its JSON body.

@@ -120,6 +120,7 @@ func New(b Backend, opts *Options) *Server {
 	add(http.MethodPost, "/v1/leases/:name/verify", s.verify)
 	add(http.MethodGet, "/v1/leases/:name", s.get)
 	add(http.MethodGet, "/v1/leases", s.list)
+	add(http.MethodGet, "/v1/limits", s.limits)
 	add(http.MethodGet, "/healthz", s.healthz)
 	add(http.MethodGet, "/readyz", s.readyz)
 	add(http.MethodGet, "/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
@@ -246,24 +247,43 @@ func writeBody(c echo.Context, status int, b []byte) error {
 	return err
 }
 
-// redactedURI is the request URI for logs, with token values replaced.
+// redactedURI is the request URI for logs. Its query keeps only what is no
+// secret: each pair is judged by the key it decodes to, as readQuery reads
+// it, so that a token's value is REDACTED however its key is spelled
+// (token, %74oken). The parameters of the API other than token keep their
+// values as sent. Every other pair (TOKEN, access_token, a key that holds
+// a secret itself, one that does not decode, one with a semicolon) is one
+// the server refuses, and it is REDACTED whole, key and value: a client
+// that misspells a parameter may still have put a secret in it.
 func redactedURI(u *url.URL) string {
 	if u.RawQuery == "" {
 		return u.Path
 	}
-	if !strings.Contains(strings.ToLower(u.RawQuery), "token") {
-		return u.Path + "?" + u.RawQuery
-	}
-	q, err := url.ParseQuery(u.RawQuery)
-	if err != nil {
-		return u.Path + "?REDACTED"
-	}
-	for k := range q {
-		if strings.Contains(strings.ToLower(k), "token") {
-			q[k] = []string{"REDACTED"}
+	var b strings.Builder
+	b.WriteString(u.Path)
+	sep := "?"
+	for kv := range strings.SplitSeq(u.RawQuery, "&") {
+		if kv == "" {
+			continue
+		}
+		b.WriteString(sep)
+		sep = "&"
+		k, v, _ := strings.Cut(kv, "=")
+		key, err := url.QueryUnescape(k)
+		if _, verr := url.QueryUnescape(v); err != nil || verr != nil || strings.Contains(kv, ";") {
+			b.WriteString("REDACTED")
+			continue
+		}
+		switch i, err := lookupParam(key, allParams); {
+		case err != nil:
+			b.WriteString("REDACTED")
+		case i == pToken:
+			b.WriteString("token=REDACTED")
+		default:
+			b.WriteString(paramNames[i] + "=" + v)
 		}
 	}
-	return u.Path + "?" + q.Encode()
+	return b.String()
 }
 
 // authenticate checks the bearer token when auth is on. A nil token with a
@@ -300,11 +320,37 @@ func (s *Server) begin(c echo.Context, allowed uint16, need Access, p *params) (
 	if err := readParams(c.Request(), allowed, p); err != nil {
 		return "", err
 	}
-	name := c.Param("name")
-	if err := lease.ValidateName(name); err != nil {
+	name, err := pathName(c)
+	if err != nil {
 		return "", err
 	}
 	return name, authorize(t, "name", name, need)
+}
+
+// pathName is the valid lease name in the request's path, percent-decoded
+// once: jobs%3Ax is jobs:x. echo matches routes on URL.RawPath when the
+// path has escapes that Go would not have written (%3A, %2F), and its
+// params then keep them; else on URL.Path, which is decoded already (and
+// must not be decoded again: jobs%2541 is the name jobs%41, invalid).
+func pathName(c echo.Context) (string, error) {
+	name := c.Param("name")
+	if c.Request().URL.RawPath != "" && strings.IndexByte(name, '%') >= 0 {
+		decoded, err := url.PathUnescape(name)
+		if err != nil {
+			return "", &lease.InvalidError{Code: lease.CodeInvalidName,
+				Message: fmt.Sprintf("the lease name %q is not valid percent-encoding: write %%XX with two hex digits", clip(name))}
+		}
+		name = decoded
+	}
+	if name == "." || name == ".." {
+		// Not a name (see PRODUCT.md's names): a client would have cleaned it out of the path.
+		return "", &lease.InvalidError{Code: lease.CodeInvalidName,
+			Message: fmt.Sprintf("the lease name %q is a path segment of its own, not a name: give 1 to %d characters of A-Z a-z 0-9 . _ - : other than . and ..", name, lease.MaxNameLen)}
+	}
+	if err := lease.ValidateName(name); err != nil {
+		return "", err
+	}
+	return name, nil
 }
 
 // callCtx bounds one call to the backend by the Redis timeout.
@@ -589,6 +635,23 @@ func (s *Server) list(c echo.Context) error {
 		body.Leases[i] = newLeaseBody(&page.Leases[i])
 	}
 	return writeJSON(c, body)
+}
+
+// limits answers the server's bounds (--max-ttl, --max-wait), so that a
+// client can refuse what the server would not grant before it starts
+// anything (the CLI's run --hold). With auth on it needs a token, of any
+// access and prefixes.
+func (s *Server) limits(c echo.Context) error {
+	if _, err := s.authenticate(c); err != nil {
+		return err
+	}
+	var p params
+	if err := readParams(c.Request(), noParams, &p); err != nil {
+		return err
+	}
+	return writeJSON(c, limitsBody{
+		MinTTLMs: lease.MinTTL.Milliseconds(), MaxTTLMs: s.b.MaxTTL().Milliseconds(), MaxWaitMs: s.b.MaxWait().Milliseconds(),
+	})
 }
 
 func (s *Server) healthz(c echo.Context) error {

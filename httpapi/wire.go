@@ -48,6 +48,13 @@ type listBody struct {
 	NextCursor string      `json:"next_cursor"`
 }
 
+// limitsBody answers GET /v1/limits: the server's bounds.
+type limitsBody struct {
+	MinTTLMs  int64 `json:"min_ttl_ms"`
+	MaxTTLMs  int64 `json:"max_ttl_ms"`
+	MaxWaitMs int64 `json:"max_wait_ms"`
+}
+
 type statusBody struct {
 	Status string `json:"status"`
 }

@@ -16,9 +16,9 @@ func TestEmbeddedConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	prev := backendAddr
-	backendAddr = store.Addr()
-	defer func() { backendAddr = prev }()
+	prevAddr, prevDialer := backendAddr, backendDialer
+	backendAddr, backendDialer = embedded.Addr, store.Dial
+	defer func() { backendAddr, backendDialer = prevAddr, prevDialer }()
 	// The embedded store's clock catches up every embedded.Tick, later when
 	// the machine is loaded: expiry times read back may be a few ticks off.
 	defer func(d time.Duration) { expirySlack = d }(expirySlack)

@@ -1,7 +1,9 @@
 package lease_test
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -17,9 +19,13 @@ import (
 // server of their own; they keep apart by lease name.
 var shared *redistest.Server
 
-// backendAddr is where newClient connects: the shared redis-server, or the
-// embedded store while TestEmbeddedConformance runs.
-var backendAddr string
+// backendAddr and backendDialer are where newClient connects: the shared
+// redis-server, or the embedded store (no address, only a Dialer of
+// in-process pipes) while TestEmbeddedConformance runs.
+var (
+	backendAddr   string
+	backendDialer func(ctx context.Context, network, addr string) (net.Conn, error)
+)
 
 func TestMain(m *testing.M) {
 	var err error
@@ -54,7 +60,7 @@ func clientOptions(opts *lease.Options) *lease.Options {
 // newClient returns a Client on the shared server and a go-redis client to
 // look at the keys directly.
 func newClient(t testing.TB, opts *lease.Options) (*lease.Client, *redis.Client) {
-	rdb := redis.NewClient(&redis.Options{Addr: backendAddr})
+	rdb := redis.NewClient(&redis.Options{Addr: backendAddr, Dialer: backendDialer})
 	t.Cleanup(func() { rdb.Close() })
 	return lease.New(rdb, clientOptions(opts)), rdb
 }

@@ -712,7 +712,7 @@ func TestWaitOnEmbeddedStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: store.Addr()})
+	rdb := redis.NewClient(store.Options())
 	defer rdb.Close()
 	c := lease.New(rdb, nil)
 	wokenByRelease(t, c, lease.New(rdb, nil), func(string) {

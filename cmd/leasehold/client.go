@@ -74,6 +74,7 @@ func usageErr(err error) error { return &exitError{code: exitUsage, err: err} }
 // code for a lease held by another (75 unless -E says otherwise).
 func exitFor(err error, conflict int) error {
 	var held *lease.HeldError
+	var invalid *lease.InvalidError
 	switch {
 	case err == nil:
 		return nil
@@ -84,6 +85,10 @@ func exitFor(err error, conflict int) error {
 			held.Name, holderText(held.Holder), held.Fence, held.TTL)}
 	case errors.Is(err, lease.ErrNotHolder), errors.Is(err, lease.ErrNotFound):
 		return &exitError{code: exitFailure, err: err}
+	case errors.As(err, &invalid) && invalid.Code == lease.CodeInvalidTTL:
+		// parseTTL checked the syntax and the lower bound: the backend
+		// refused the upper one.
+		return &exitError{code: exitUsage, err: fmt.Errorf("%w (the longest is the server's --max-ttl)", err)}
 	case errors.Is(err, lease.ErrInvalid):
 		return &exitError{code: exitUsage, err: err}
 	case isAuthErr(err):

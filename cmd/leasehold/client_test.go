@@ -293,3 +293,57 @@ func alive(pid int) bool {
 	}
 	return true
 }
+
+// TestHelpAndVersionTakeNoEnvironment: --help and --version have no
+// LEASEHOLD_* variable, so LEASEHOLD_VERSION and LEASEHOLD_HELP set to
+// anything (false, empty, 1) leave every command, serve too, doing its work.
+func TestHelpAndVersionTakeNoEnvironment(t *testing.T) {
+	for i, env := range [][]string{
+		{"LEASEHOLD_VERSION=false"},
+		{"LEASEHOLD_VERSION="},
+		{"LEASEHOLD_VERSION=1", "LEASEHOLD_HELP=1"},
+		{"LEASEHOLD_HELP=true"},
+	} {
+		n := fmt.Sprintf("TestHelpAndVersionTakeNoEnvironment.%d", i)
+		t.Run(strings.Join(env, " "), func(t *testing.T) {
+			run := func(args ...string) result {
+				t.Helper()
+				cmd := command(args...)
+				cmd.Env = append(cmd.Env, env...)
+				var out, errb bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &errb
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				return wait(t, cmd, &out, &errb, time.Now())
+			}
+			r := run("acquire", n, "--ttl", "5s", "--redis", srv.URL())
+			token := strings.TrimSpace(r.stdout)
+			if r.code != 0 || lease.ValidateToken(token) != nil {
+				t.Fatalf("acquire: got exit %d stdout %q stderr %q, want 0 and a token", r.code, r.stdout, r.stderr)
+			}
+			if r := run("get", n+".missing", "--redis", srv.URL()); r.code != 1 {
+				t.Errorf("get of a missing lease: got exit %d stdout %q, want 1", r.code, r.stdout)
+			}
+			if r := run("release", n, "--token", token, "--redis", srv.URL()); r.code != 0 {
+				t.Errorf("release: got exit %d stdout %q stderr %q, want 0", r.code, r.stdout, r.stderr)
+			}
+			if _, err := client(t).Get(bg, n); !errors.Is(err, lease.ErrNotFound) {
+				t.Errorf("after release: Get got %v, want not_found", err)
+			}
+			if r := run("--version"); r.code != 0 || strings.TrimSpace(r.stdout) == "" {
+				t.Errorf("--version: got exit %d stdout %q, want 0 and the version", r.code, r.stdout)
+			}
+			if r := run("get", "--help"); r.code != 0 || !strings.Contains(r.stdout, "Examples:") {
+				t.Errorf("get --help: got exit %d, want 0 and the help", r.code)
+			}
+			p := startServe(t, bin, env, "--redis", srv.URL())
+			if st, g, _ := servePost(t, p.url+"/v1/leases/"+n+"/acquire?ttl=5s"); st != 200 {
+				t.Errorf("serve: acquire got %d %v, want 200", st, g)
+			}
+			if code, logs := p.stop(t); code != 0 {
+				t.Errorf("serve: got exit %d after SIGTERM, want 0\n%s", code, logs)
+			}
+		})
+	}
+}

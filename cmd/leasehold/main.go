@@ -23,7 +23,8 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// cli is the whole command line. Every flag also reads a LEASEHOLD_* variable.
+// cli is the whole command line. Every flag but --help and --version also
+// reads a LEASEHOLD_* variable.
 type cli struct {
 	Serve   serveCmd   `cmd:"" help:"Run the Leasehold HTTP server."`
 	Acquire acquireCmd `cmd:"" help:"Take a lease and print its token on stdout."`
@@ -33,7 +34,10 @@ type cli struct {
 	List    listCmd    `cmd:"" help:"List leases by name prefix."`
 	Run     runCmd     `cmd:"" help:"Run a command while holding a lease, like flock(1) across machines."`
 
-	Version kong.VersionFlag `help:"Print the version and exit."`
+	// Version has no LEASEHOLD_VERSION: a variable set to anything, even
+	// false, would turn every command into printing the version. kong
+	// gives --help none of its own.
+	Version kong.VersionFlag `help:"Print the version and exit." env:"-"`
 }
 
 // env is what every command's Run receives.

@@ -22,7 +22,7 @@ type runCmd struct {
 	Holder       string   `help:"Public label of who holds it (default: hostname)." env:"-"`
 	Metadata     string   `help:"A string returned by reads of the lease." env:"-"`
 	Wait         string   `help:"How long to wait for the lease when it is held." default:"0" env:"-"`
-	Hold         string   `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew)." default:"0" env:"-"`
+	Hold         string   `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew); at most the server's --max-ttl." default:"0" env:"-"`
 	KillAfter    string   `help:"After SIGTERM on losing the lease, SIGKILL the command this much later." default:"10s" env:"-"`
 	ConflictExit int      `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75" env:"-"`
 	Quiet        bool     `short:"q" help:"Say nothing when the lease is held by another (for cron, which mails any output)." env:"-"`
@@ -82,6 +82,9 @@ func (c *runCmd) Run(e *env) error {
 		return exitFor(err, c.ConflictExit)
 	}
 	defer closeFn()
+	if err := checkHold(e.ctx, lc, ttl, hold); err != nil {
+		return exitFor(err, c.ConflictExit)
+	}
 
 	// Signals are ours from the start, so one that comes while we wait for
 	// the lease stops the wait instead of killing us with the lease half-taken.

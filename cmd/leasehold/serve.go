@@ -271,7 +271,7 @@ func (s *serveCmd) backend(log *slog.Logger) (httpapi.Backend, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	o := &redis.Options{Addr: store.Addr()}
+	o := store.Options() // in-process pipes: no port that another process could reach
 	s.timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
 	rdb := redis.NewClient(o)
 	log.Warn("no Redis given: using the EMBEDDED in-memory store; leases live in this process on one node and are lost when it stops; use --redis for anything that matters")

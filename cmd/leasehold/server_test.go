@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -149,5 +150,62 @@ func TestAuthErrorsExit77(t *testing.T) {
 				t.Errorf("got stdout %q, want a token", out.String())
 			}
 		})
+	}
+}
+
+// TestRunHoldAboveMaxTTLIsAUsageError: a --hold that the server's --max-ttl
+// cannot grant is refused before the command runs (exit 64, naming
+// --max-ttl), and nothing is left in Redis; it used to run the command,
+// fail to set the hold, exit 0 and let the next run in at once. A hold
+// within the bound is kept, over the server as over Redis.
+func TestRunHoldAboveMaxTTLIsAUsageError(t *testing.T) {
+	url := startServerURL(t, "--max-ttl", "2s")
+	dir := t.TempDir()
+	for i, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"server", []string{"--ttl", "1s", "--hold", "5s", "--server", url}},
+		{"server, hold just over", []string{"--ttl", "1s", "--hold", "2001ms", "--server", url}},
+		{"server, ttl over", []string{"--ttl", "3s", "--server", url}},
+		{"redis", []string{"--ttl", "1s", "--hold", "25h", "--redis", srv.URL()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := name(t)[:len("TestRunHoldAboveMaxTTLIsAUsageError")] + "." + strconv.Itoa(i)
+			ran := filepath.Join(dir, n)
+			job := []string{"--", "sh", "-c", "echo ran >> " + ran}
+			r := lh(t, append(append([]string{"run", n}, tc.args...), job...)...)
+			if r.code != exitUsage || !strings.Contains(r.stderr, "--max-ttl") {
+				t.Errorf("run %v: got exit %d stderr %q, want %d naming --max-ttl", tc.args, r.code, r.stderr, exitUsage)
+			}
+			if exists(ran) {
+				t.Errorf("run %v: the command ran, want it refused before it runs", tc.args)
+			}
+			if k, err := rdb(t).Keys(bg, "leasehold:{"+n+"}*").Result(); err != nil || len(k) != 0 {
+				t.Errorf("run %v: got keys %v (%v), want none: bad input changes nothing", tc.args, k, err)
+			}
+		})
+	}
+
+	n := name(t)
+	ran := filepath.Join(dir, "ran")
+	job := []string{"--", "sh", "-c", "echo ran >> " + ran}
+	start := time.Now()
+	r := lh(t, append([]string{"run", n, "--ttl", "1s", "--hold", "1500ms", "--server", url}, job...)...)
+	if r.code != 0 || !exists(ran) {
+		t.Fatalf("run --hold 1500ms under --max-ttl 2s: got exit %d (%s), want 0 and the command run", r.code, r.stderr)
+	}
+	l, err := client(t).Get(bg, n)
+	if err != nil {
+		t.Fatalf("Get after run --hold 1500ms: %v, want the lease kept", err)
+	}
+	if want := 1500*time.Millisecond - time.Since(start); l.TTL > want+200*time.Millisecond {
+		t.Errorf("got remaining TTL %v, want at most about %v (grant + 1.5s)", l.TTL, want)
+	}
+	if r := lh(t, append([]string{"run", n, "--server", url, "--ttl", "1s"}, job...)...); r.code != 75 {
+		t.Errorf("a run inside the hold got exit %d (%s), want 75", r.code, r.stderr)
+	}
+	if b, _ := os.ReadFile(ran); string(b) != "ran\n" {
+		t.Errorf("got the job's runs %q, want one", b)
 	}
 }

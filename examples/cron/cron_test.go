@@ -96,7 +96,8 @@ func runConcurrently(t *testing.T, n int, cmd func() *exec.Cmd) []string {
 
 // TestCrontabLineRunsOncePerPeriod runs the example crontab's command as
 // three hosts whose cron fires at the same moment, then as a late host inside
-// the hold, then after the hold; the hold is cut from 10m to 2s for the test.
+// the hold, then once the lease is gone, after the hold; the hold is cut from
+// 10m to 2s for the test.
 func TestCrontabLineRunsOncePerPeriod(t *testing.T) {
 	dir := t.TempDir()
 	leasehold := build(t, dir, "../../cmd/leasehold", "leasehold")
@@ -137,10 +138,36 @@ func TestCrontabLineRunsOncePerPeriod(t *testing.T) {
 	if n := count(); n != 1 {
 		t.Fatalf("a late host inside the hold ran the job again (%d runs), want 1", n)
 	}
-	time.Sleep(time.Until(start.Add(2*time.Second + 100*time.Millisecond)))
+	// The hold counts from the grant, which comes after start by however
+	// long the hosts' processes took to start: wait for the lease's end
+	// itself, which is what the next period waits for.
+	ended := waitReleased(t, url, "hourly-report", 10*time.Second)
+	if held := ended.Sub(start); held < 2*time.Second {
+		t.Errorf("the lease ended %v after the hosts started, want at least the 2s hold", held)
+	}
 	runConcurrently(t, 1, host) // the next period
 	if n := count(); n != 2 {
 		t.Errorf("after the hold, got %d runs, want 2", n)
+	}
+}
+
+// waitReleased polls GET /v1/leases/NAME until it answers 404 and returns
+// when it did; it fails the test when the lease is still there after within.
+func waitReleased(t *testing.T, url, name string, within time.Duration) time.Time {
+	t.Helper()
+	hc := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(within); ; {
+		resp, err := hc.Get(url + "/v1/leases/" + name)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNotFound {
+				return time.Now()
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease %s is still held (or the server does not answer: %v) %v after the last run", name, err, within)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -2,6 +2,7 @@ package embedded_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ func TestKeysExpireInRealTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	rdb := redis.NewClient(s.Options())
 	defer rdb.Close()
 	ctx := context.Background()
 
@@ -51,11 +52,54 @@ func TestCloseStopsServing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := s.Addr()
-	s.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	o := s.Options()
+	o.MaxRetries = -1
+	rdb := redis.NewClient(o)
 	defer rdb.Close()
-	if err := rdb.Ping(context.Background()).Err(); err == nil {
-		t.Errorf("PING after Close answered, want a connection error")
+	ctx := context.Background()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING before Close: %v, want PONG", err)
+	}
+	s.Close()
+	if err := rdb.Ping(ctx).Err(); err == nil {
+		t.Errorf("PING on a connection opened before Close answered, want an error")
+	}
+	if c, err := s.Dial(ctx, "tcp", embedded.Addr); err == nil || !errors.Is(err, embedded.ErrClosed) {
+		if c != nil {
+			c.Close()
+		}
+		t.Errorf("Dial after Close: got %v, want embedded.ErrClosed", err)
+	}
+}
+
+// TestPubSubAndScriptsOverPipes checks what the lease package needs of a
+// store that is served over in-process pipes: a script, and a PUBLISH that
+// reaches a subscriber on a connection of its own.
+func TestPubSubAndScriptsOverPipes(t *testing.T) {
+	s, err := embedded.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rdb := redis.NewClient(s.Options())
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	sub := rdb.Subscribe(ctx, "ch")
+	defer sub.Close()
+	if _, err := sub.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+	n, err := rdb.Eval(ctx, "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('PUBLISH', 'ch', ARGV[1])", []string{"k"}, "v").Int()
+	if err != nil || n != 1 {
+		t.Fatalf("EVAL SET+PUBLISH: got %d (%v), want 1 subscriber reached", n, err)
+	}
+	msg, err := sub.ReceiveMessage(ctx)
+	if err != nil || msg.Payload != "v" {
+		t.Fatalf("got message %v (%v), want payload v", msg, err)
+	}
+	if got, err := rdb.Get(ctx, "k").Result(); err != nil || got != "v" {
+		t.Errorf("GET k: got %q (%v), want v", got, err)
 	}
 }
