@@ -45,6 +45,7 @@ type Client struct {
 	auth    string // "Bearer <token>" or ""
 	hc      *http.Client
 	timeout time.Duration
+	undo    lease.Undoer // grants of unknown outcome made with tokens of this Client's making
 }
 
 var _ lease.Interface = (*Client)(nil)
@@ -87,6 +88,13 @@ func (c *Client) Acquire(ctx context.Context, name string, opts *lease.AcquireOp
 	if o.Wait < 0 {
 		return nil, &lease.InvalidError{Code: lease.CodeInvalidRequest, Message: "the wait is negative: use 0 to wait not at all"}
 	}
+	// The token is made here rather than by the server, so that a call
+	// whose outcome is unknown (a timeout, a cancel) can be undone: only
+	// this process knows it.
+	ownToken := o.Token == ""
+	if ownToken {
+		o.Token = lease.NewToken()
+	}
 	p := map[string]string{}
 	if o.TTL != 0 {
 		p["ttl"] = o.TTL.String()
@@ -103,12 +111,38 @@ func (c *Client) Acquire(ctx context.Context, name string, opts *lease.AcquireOp
 	if o.Wait > 0 {
 		p["wait"] = o.Wait.String()
 	}
-	var g grantBody
-	if err := c.call(ctx, "acquire", http.MethodPost, "/v1/leases/"+name+"/acquire", p, o.Wait, &g); err != nil {
+	var (
+		g   grantBody
+		hdr http.Header
+	)
+	sent := time.Now()
+	if err := c.callHeader(ctx, "acquire", http.MethodPost, "/v1/leases/"+name+"/acquire", p, o.Wait, &g, &hdr); err != nil {
+		if ownToken && lease.Unknown(err) {
+			ttl := o.TTL
+			if ttl == 0 {
+				ttl = lease.DefaultTTL
+			}
+			c.undo.Undo(c, name, o.Token, ttl, nil)
+		}
 		return nil, err
 	}
-	return c.grant(&g, "acquire")
+	l, err := c.grant(&g, "acquire")
+	if err != nil {
+		return nil, err
+	}
+	// The server says how long after it got the request it sent the call
+	// that granted it; without that (an older server), only the send time
+	// is sure.
+	l.Sent = sent
+	if us, err := strconv.ParseInt(hdr.Get(HeaderSentAfter), 10, 64); err == nil && us > 0 {
+		l.Sent = sent.Add(time.Duration(us) * time.Microsecond)
+	}
+	return l, nil
 }
+
+// Settle waits until every grant this Client is undoing in the background
+// is undone (or has surely expired), or ctx ends; see lease.Client.Settle.
+func (c *Client) Settle(ctx context.Context) error { return c.undo.Wait(ctx) }
 
 // Renew extends the lease for the holder of token; see lease.Client.Renew.
 func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duration) (*lease.Lease, error) {
@@ -120,10 +154,15 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 		p["ttl"] = ttl.String()
 	}
 	var g grantBody
+	sent := time.Now()
 	if err := c.call(ctx, "renew", http.MethodPost, "/v1/leases/"+name+"/renew", p, 0, &g); err != nil {
 		return nil, err
 	}
-	return c.grant(&g, "renew")
+	l, err := c.grant(&g, "renew")
+	if l != nil {
+		l.Sent = sent
+	}
+	return l, err
 }
 
 // Release deletes the lease for the holder of token; see lease.Client.Release.
@@ -246,6 +285,11 @@ func (c *Client) malformed(op string, err error) error {
 // call sends one request and decodes a 200 into out, or turns the answer
 // into a typed error. params go as a JSON body.
 func (c *Client) call(ctx context.Context, op, method, path string, params map[string]string, wait time.Duration, out any) error {
+	return c.callHeader(ctx, op, method, path, params, wait, out, nil)
+}
+
+// callHeader is call that also returns the answer's header in hdr.
+func (c *Client) callHeader(ctx context.Context, op, method, path string, params map[string]string, wait time.Duration, out any, hdr *http.Header) error {
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, c.timeout+wait)
 	defer cancel()
@@ -273,6 +317,9 @@ func (c *Client) call(ctx context.Context, op, method, path string, params map[s
 		return transportErr(parent, op, method, err)
 	}
 	defer resp.Body.Close()
+	if hdr != nil {
+		*hdr = resp.Header
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return transportErr(parent, op, method, err)

@@ -97,6 +97,14 @@ func mapError(err error) answer {
 				Message: fmt.Sprintf("there is no lease %q: it was released, expired, or never taken", e.Name)}}
 		case *lease.InvalidError:
 			return answer{status: http.StatusBadRequest, body: errorBody{Error: e.Code, Message: e.Message}}
+		case *unknownAcquire:
+			applied := true
+			msg := "redis did not answer in time, so the lease may have been granted: retry with the same token, which gets the same grant if it was made, or release with it"
+			if !e.ownToken {
+				msg = "redis did not answer in time, so the lease may have been granted: the server releases that grant in the background; retry, and send your own token so that a retry after a timeout gets the same grant"
+			}
+			return answer{status: http.StatusServiceUnavailable,
+				body: errorBody{Error: CodeBackendUnavailable, Message: msg, MayHaveApplied: &applied}}
 		case *lease.BackendError:
 			applied := e.MayHaveApplied
 			msg := "redis did not answer; the change was not applied: retry later"

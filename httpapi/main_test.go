@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/httpapi"
+	"github.com/leasehold/leasehold/internal/faultproxy"
 	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/redis/go-redis/v9"
@@ -48,6 +49,8 @@ type env struct {
 	rdb  *redis.Client // to look at the keys directly
 	lc   *lease.Client
 	logs *logBuffer
+	// proxy is between the server and Redis when envOptions.proxy is set.
+	proxy *faultproxy.Proxy
 }
 
 type envOptions struct {
@@ -55,6 +58,7 @@ type envOptions struct {
 	auth         string            // auth file text; "" for no auth
 	redisTimeout time.Duration
 	maxWait      time.Duration
+	proxy        bool // put a faultproxy between the server and Redis
 }
 
 // redisClient is a go-redis client set up as leasehold serve sets it up.
@@ -79,7 +83,17 @@ func newEnv(t testing.TB, o *envOptions) *env {
 	if o.redisTimeout == 0 {
 		o.redisTimeout = 2 * time.Second
 	}
-	rdb := redisClient(t, rs.Addr(), o.redisTimeout)
+	addr := rs.Addr()
+	var proxy *faultproxy.Proxy
+	if o.proxy {
+		var err error
+		if proxy, err = faultproxy.New(addr); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(proxy.Close)
+		addr = proxy.Addr()
+	}
+	rdb := redisClient(t, addr, o.redisTimeout)
 	lc := lease.New(rdb, &lease.Options{MaxWait: o.maxWait})
 	if err := lc.LoadScripts(bg); err != nil {
 		t.Fatal(err)
@@ -98,7 +112,7 @@ func newEnv(t testing.TB, o *envOptions) *env {
 	})
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
-	return &env{t: t, srv: srv, ts: ts, rdb: redisClient(t, rs.Addr(), 5*time.Second), lc: lc, logs: logs}
+	return &env{t: t, srv: srv, ts: ts, rdb: redisClient(t, rs.Addr(), 5*time.Second), lc: lc, logs: logs, proxy: proxy}
 }
 
 // resp is an answer read whole.

@@ -45,6 +45,9 @@ type Backend interface {
 	// MaxTTL is the largest TTL granted; MaxWait the longest wait accepted.
 	MaxTTL() time.Duration
 	MaxWait() time.Duration
+	// Settle waits for the grants of unknown outcome that the backend is
+	// undoing in the background (lease.Client.Settle).
+	Settle(ctx context.Context) error
 }
 
 var _ Backend = (*lease.Client)(nil)
@@ -83,6 +86,9 @@ type Server struct {
 	// stopping is cancelled by Stop: waiting acquires then answer shutting_down.
 	stopping context.Context
 	stop     context.CancelFunc
+
+	// undo releases grants whose client went away before it was answered.
+	undo lease.Undoer
 }
 
 // New returns a Server over b.
@@ -142,6 +148,11 @@ func (s *Server) Registry() *prometheus.Registry { return s.reg }
 // it when shutdown begins, before http.Server.Shutdown, so that waiting
 // requests do not hold the shutdown up. Stop is idempotent.
 func (s *Server) Stop() { s.stop() }
+
+// Settle waits until the grants this server is releasing in the background
+// (made for waiting clients that went away) are released, or ctx ends.
+// Call it after Stop, before the process exits.
+func (s *Server) Settle(ctx context.Context) error { return s.undo.Wait(ctx) }
 
 // observe is the outermost middleware: it recovers panics, answers
 // errors, and logs and counts every request.
@@ -368,13 +379,14 @@ func timedOut(ctx context.Context, op string, write bool, err error) error {
 }
 
 func (s *Server) acquire(c echo.Context) error {
+	recv := time.Now()
 	name, o, err := s.acquireOptions(c)
 	if err != nil {
 		return err
 	}
 	if o.Wait == 0 {
 		l, err := s.acquireNow(c, name, o)
-		return s.acquired(c, l, err)
+		return s.acquired(c, recv, o, l, err)
 	}
 	// A waiting acquire, which keeps this frame and the ones below it on
 	// the stack for the whole wait: each step is a call of its own.
@@ -385,22 +397,50 @@ func (s *Server) acquire(c echo.Context) error {
 	l, err := s.b.Acquire(ctx, name, o)
 	done()
 	l, err = s.waited(c, ctx, name, l, err)
-	return s.acquired(c, l, err)
+	return s.acquired(c, recv, o, l, err)
 }
 
 // acquired counts an acquire's outcome and answers a grant.
 //
 //go:noinline
-func (s *Server) acquired(c echo.Context, l *lease.Lease, err error) error {
+func (s *Server) acquired(c echo.Context, recv time.Time, o *lease.AcquireOptions, l *lease.Lease, err error) error {
 	if err != nil {
 		if errors.Is(err, lease.ErrHeld) {
 			s.m.conflicts.Inc()
 		}
+		var be *lease.BackendError
+		if errors.As(err, &be) && be.MayHaveApplied {
+			return &unknownAcquire{be: be, ownToken: o.Token != ""}
+		}
 		return err
 	}
 	s.m.grants.Inc()
+	if !l.Sent.IsZero() {
+		// How long after this request arrived the call that granted it was
+		// sent: the client adds it to when it sent the request, to know how
+		// early the grant could have begun (see lease.Lease.Sent).
+		c.Response().Header().Set(HeaderSentAfter, strconv.FormatInt(max(l.Sent.Sub(recv), 0).Microseconds(), 10))
+	}
 	return writeJSON(c, newGrantBody(l))
 }
+
+// HeaderSentAfter, on a grant, is how many microseconds after the server
+// received the acquire it sent the call that granted it (for a waiting
+// acquire, the wait before it). The Client adds it to when it sent the
+// request, which gives the earliest moment the grant can have started by
+// its own clock, from which a Keeper counts the lease's life.
+const HeaderSentAfter = "Leasehold-Sent-After-Us"
+
+// unknownAcquire is an acquire that may have been granted while the server
+// could not learn it (Redis timed out); ownToken says the client gave the
+// token.
+type unknownAcquire struct {
+	be       *lease.BackendError
+	ownToken bool
+}
+
+func (e *unknownAcquire) Error() string { return e.be.Error() }
+func (e *unknownAcquire) Unwrap() error { return e.be }
 
 // acquireOptions reads an acquire's name and options. Like every call out
 // of acquire, it keeps its frame apart, as acquire's stays on the stack
@@ -472,9 +512,9 @@ func (s *Server) waited(c echo.Context, ctx context.Context, name string, l *lea
 	reqCtx := c.Request().Context()
 	switch {
 	case err == nil && reqCtx.Err() != nil:
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(reqCtx), s.redisTimeout)
-		s.b.Release(rctx, name, l.Token)
-		rcancel()
+		// Released in the background until Redis answers: a client that
+		// went away must not leave a grant held by nobody.
+		s.undo.Undo(s.b, name, l.Token, l.TTL, nil)
 		s.m.waits.WithLabelValues(codeCanceled).Inc()
 		return nil, context.Canceled
 	case err == nil:

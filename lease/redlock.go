@@ -72,7 +72,12 @@ type Redlock struct {
 	quorum  int
 	delay   time.Duration // the restart delay; 0: none
 	masters []master      // what INFO said of each node's process
+	undoer  Undoer        // grants of unknown outcome made with tokens of this Redlock's making
 }
+
+// Settle waits until every grant this Redlock is undoing in the background
+// is undone (or has surely expired), or ctx ends; see Client.Settle.
+func (r *Redlock) Settle(ctx context.Context) error { return r.undoer.Wait(ctx) }
 
 // ErrRestarted is matched by the error of an Acquire that a Redlock master
 // did not count toward because it restarted less than the restart delay ago.
@@ -165,12 +170,12 @@ func (r *Redlock) Acquire(ctx context.Context, name string, opts *AcquireOptions
 		o.Token = NewToken()
 	}
 	if o.Wait == 0 {
-		return r.tryAcquire(ctx, name, &o, ownToken)
+		return r.tryOnce(ctx, name, &o, ownToken)
 	}
 	deadline := time.NewTimer(o.Wait)
 	defer deadline.Stop()
 	for {
-		l, err := r.tryAcquire(ctx, name, &o, ownToken)
+		l, err := r.tryOnce(ctx, name, &o, ownToken)
 		var held *HeldError
 		if !errors.As(err, &held) {
 			return l, err
@@ -186,6 +191,16 @@ func (r *Redlock) Acquire(ctx context.Context, name string, opts *AcquireOptions
 		case <-t.C:
 		}
 	}
+}
+
+// tryOnce is tryAcquire, undoing in the background what a round of unknown
+// outcome may have granted with a token only this call knew.
+func (r *Redlock) tryOnce(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
+	l, err := r.tryAcquire(ctx, name, o, ownToken)
+	if ownToken && unknown(err) {
+		r.undoer.Undo(r, name, o.Token, o.TTL, err)
+	}
+	return l, err
 }
 
 // tryAcquire runs one round of Acquire. ownToken says the token is one this
