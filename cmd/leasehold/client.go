@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os/signal"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -27,7 +28,11 @@ type connFlags struct {
 // connect returns the transport the flags choose and a function that closes it.
 func (f *connFlags) connect() (lease.Interface, func(), error) {
 	if f.Redis != "" {
-		opts, err := redis.ParseURL(f.Redis)
+		u := f.Redis
+		if !strings.Contains(u, "://") {
+			u = "redis://" + u // a bare host:port, as redis-cli -h/-p would take it
+		}
+		opts, err := redis.ParseURL(u)
 		if err != nil {
 			return nil, nil, usageErr(fmt.Errorf("--redis %q: %v", f.Redis, err))
 		}
@@ -36,6 +41,32 @@ func (f *connFlags) connect() (lease.Interface, func(), error) {
 		return lease.New(rdb, nil), func() { rdb.Close() }, nil
 	}
 	return newHTTPClient(f.Server, f.AuthToken)
+}
+
+// settle waits, up to limit, until lc has undone in the background the
+// grants of unknown outcome it made (an acquire cut short by a signal or a
+// timeout), so that the process does not exit leaving a lease that nobody
+// holds the token of. It says so when that takes a while; SIGINT or SIGTERM
+// stops it, and the grant then expires with its TTL.
+func settle(lc lease.Interface, stderr io.Writer, limit time.Duration) {
+	s, ok := lc.(interface{ Settle(context.Context) error })
+	if !ok {
+		return
+	}
+	quick, cancel := context.WithTimeout(context.Background(), min(200*time.Millisecond, limit))
+	err := s.Settle(quick)
+	cancel()
+	if err == nil || limit <= 200*time.Millisecond {
+		return
+	}
+	fmt.Fprintln(stderr, "leasehold: releasing the grant that the unfinished acquire may have made (Ctrl-C to leave it to expire with its TTL)")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel = context.WithTimeout(ctx, limit)
+	defer cancel()
+	if s.Settle(ctx) != nil {
+		fmt.Fprintln(stderr, "leasehold: gave up releasing it: it expires with its TTL")
+	}
 }
 
 // quietLogger drops go-redis's own log lines (dial retries and the like).
@@ -184,6 +215,7 @@ func (c *acquireCmd) Run(e *env) error {
 	defer closeFn()
 	l, err := lc.Acquire(e.ctx, c.Name, &lease.AcquireOptions{TTL: ttl, Holder: c.Holder, Metadata: c.Metadata, Wait: wait})
 	if err != nil {
+		settle(lc, e.stderr, min(ttl, 10*time.Second))
 		return exitFor(err, c.ConflictExit)
 	}
 	if c.JSON {

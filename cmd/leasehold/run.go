@@ -99,9 +99,12 @@ func (c *runCmd) Run(e *env) error {
 			lc.Release(rctx, l.Name, l.Token)
 			cancel()
 		}
+		settle(lc, e.stderr, min(ttl, 10*time.Second)) // a grant the cut-short acquire may have made
+
 		return &exitError{code: 128 + int(sig.(syscall.Signal)), err: fmt.Errorf("got %s while waiting for %q: not running the command", sig, c.Name)}
 	}
 	if err != nil {
+		settle(lc, e.stderr, min(ttl, 10*time.Second))
 		if c.Quiet && errors.Is(err, lease.ErrHeld) {
 			return &exitError{code: c.ConflictExit}
 		}

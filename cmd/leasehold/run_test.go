@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/faultproxy"
 	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 )
@@ -334,5 +335,42 @@ func TestRunRedisGoneLosesTheLeaseAtItsExpiry(t *testing.T) {
 	}
 	if took < ttl/3 || took > ttl+time.Second {
 		t.Errorf("run ended %v after Redis died, want after the lease could expire and within ttl + 1s", took)
+	}
+}
+
+// TestRunInterruptedDuringItsAcquireLeavesNoGrant: SIGINT while run's
+// acquire is on its way (the server's path to Redis is slow, so Redis
+// grants it after run gave up) must not leave the lease held by nobody for
+// its TTL: run releases what it may have been granted before it exits, and
+// the next run gets the lease.
+func TestRunInterruptedDuringItsAcquireLeavesNoGrant(t *testing.T) {
+	p, err := faultproxy.New(srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	url := startServerOn(t, "redis://"+p.Addr()+"/0")
+	n := name(t)
+	dir := t.TempDir()
+	p.SetDelay(400 * time.Millisecond) // each way: Redis grants about 400ms after the request, answers 400ms later
+	s := startLH(t, "run", n, "--ttl", "1h", "--server", url, "--", "sh", "-c", "echo ran > "+dir+"/ran")
+	// Interrupt once the acquire has reached Redis and been granted, before
+	// its answer is back.
+	deadline := time.Now().Add(5 * time.Second)
+	rdb := srv.Client(t)
+	for k, _ := rdb.Exists(bg, "leasehold:{"+n+"}").Result(); k == 0; k, _ = rdb.Exists(bg, "leasehold:{"+n+"}").Result() {
+		if time.Now().After(deadline) {
+			t.Fatal("the acquire never reached Redis")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	syscall.Kill(s.pid, syscall.SIGINT)
+	r := s.finish(t, 15*time.Second)
+	if r.code != 128+int(syscall.SIGINT) || exists(dir+"/ran") {
+		t.Errorf("got exit %d (ran: %v), stderr %q; want %d without running the command", r.code, exists(dir+"/ran"), r.stderr, 128+int(syscall.SIGINT))
+	}
+	p.SetDelay(0)
+	if l, err := client(t).Get(bg, n); err == nil {
+		t.Errorf("after run exited, %q is still held (fence %d) for another %v by a grant nobody has the token of", n, l.Fence, l.TTL)
 	}
 }

@@ -20,13 +20,19 @@ import (
 // when the test ends, and returns its URL.
 func startServerURL(t *testing.T, args ...string) string {
 	t.Helper()
+	return startServerOn(t, srv.URL(), args...)
+}
+
+// startServerOn is startServerURL on the Redis at redisURL.
+func startServerOn(t *testing.T, redisURL string, args ...string) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	s := startLH(t, append([]string{"serve", "--redis", srv.URL(), "--listen", addr}, args...)...)
+	s := startLH(t, append([]string{"serve", "--redis", redisURL, "--listen", addr}, args...)...)
 	t.Cleanup(func() {
 		syscall.Kill(s.pid, syscall.SIGTERM)
 		s.finish(t, 10*time.Second)
