@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -373,4 +374,66 @@ func TestRunInterruptedDuringItsAcquireLeavesNoGrant(t *testing.T) {
 	if l, err := client(t).Get(bg, n); err == nil {
 		t.Errorf("after run exited, %q is still held (fence %d) for another %v by a grant nobody has the token of", n, l.Fence, l.TTL)
 	}
+}
+
+// termStamp is not a test: when the test binary runs as a command with
+// LHTEST_TERM_FILE set (see TestMain), it waits for SIGTERM and writes the
+// time it came, in Unix nanoseconds, to that file.
+func termStamp(path string) int {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	os.WriteFile(path+".ready", []byte("ready\n"), 0o600)
+	select {
+	case <-term:
+		os.WriteFile(path, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)+"\n"), 0o600)
+	case <-time.After(30 * time.Second):
+	}
+	return 0
+}
+
+// TestRunSignalsItsCommandBeforeAnotherHolderIsGranted is the first safety
+// promise through the CLI: with the path to Redis hung (no answer, no
+// error), run's command gets SIGTERM no later than the moment another
+// client is granted the lease, with a go-redis client of default options.
+func TestRunSignalsItsCommandBeforeAnotherHolderIsGranted(t *testing.T) {
+	p, err := faultproxy.New(srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	n := name(t)
+	stamp := filepath.Join(t.TempDir(), "term")
+	t.Setenv("LHTEST_TERM_FILE", stamp)
+	s := startLH(t, "run", n, "--ttl", "1s", "--kill-after", "5s", "--redis", "redis://"+p.Addr()+"/0", "--",
+		os.Args[0])
+	waitFile(t, stamp+".ready", 10*time.Second)
+	time.Sleep(500 * time.Millisecond) // a renewal or two went through
+	p.Set(faultproxy.Hang)
+	hung := time.Now()
+	thief := client(t)
+	var granted time.Time
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		at := time.Now()
+		if _, err := thief.Acquire(bg, n, &lease.AcquireOptions{TTL: time.Minute, Holder: "thief"}); err == nil {
+			granted = at
+			break
+		}
+	}
+	if granted.IsZero() {
+		t.Fatal("the thief was never granted the lease")
+	}
+	got, err := strconv.ParseInt(strings.TrimSpace(waitFile(t, stamp, 15*time.Second)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	termAt := time.Unix(0, got)
+	r := s.finish(t, 15*time.Second)
+	if r.code != 76 {
+		t.Errorf("run exited %d (stderr %q), want 76: the lease was lost", r.code, r.stderr)
+	}
+	if termAt.After(granted) {
+		t.Errorf("the command got SIGTERM at +%v after the path hung, %v after the thief was granted at +%v; want no later than the grant",
+			termAt.Sub(hung).Round(time.Millisecond), termAt.Sub(granted).Round(time.Millisecond), granted.Sub(hung).Round(time.Millisecond))
+	}
+	t.Logf("path hung at 0; SIGTERM reached the command at +%v; thief granted at +%v", termAt.Sub(hung).Round(time.Millisecond), granted.Sub(hung).Round(time.Millisecond))
 }
