@@ -29,6 +29,9 @@ func ValidateName(name string) error {
 	if name == "" {
 		return invalid(CodeInvalidName, "the lease name is empty: give 1 to %d characters of A-Z a-z 0-9 . _ - :", MaxNameLen)
 	}
+	if name == "." || name == ".." {
+		return invalid(CodeInvalidName, "the lease name %q is not allowed (paths would normalise it away): use another name", name)
+	}
 	return checkName(CodeInvalidName, "lease name", name)
 }
 

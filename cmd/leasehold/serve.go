@@ -145,6 +145,11 @@ func (s *serveCmd) Run(e *env) error {
 	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return &exitError{code: exitFailure, err: err}
 	}
+	// Grants made for clients that went away, or of unknown outcome with a
+	// token the server made, are being released in the background: let
+	// them finish within what is left of the shutdown timeout.
+	_ = api.Settle(shutCtx)
+	_ = backend.Settle(shutCtx) // what is left expires with its TTL
 	log.Info("stopped")
 	return nil
 }
