@@ -17,6 +17,18 @@
 //     or a replica promoted in its place, has a clock behind the old one's.
 //   - TTLs and expiry times are Redis's, so clients' clocks do not matter.
 //
+// # Deadlines
+//
+// Every call returns when its context's deadline passes or it is cancelled,
+// whatever options the go-redis client has (go-redis itself honours a
+// deadline only with ContextTimeoutEnabled, and a cancellation never): the
+// command left behind finishes under the Redis client's own timeouts and
+// its answer is not read. A write cut short this way has an unknown
+// outcome (see Unknown). An Acquire of unknown outcome without a Token of
+// the caller's is undone in the background, since nobody else knows its
+// token; Settle waits for that before a program exits. A Keeper's timing
+// rule (see Keeper) rests on this.
+//
 // # What is not guaranteed
 //
 // A lease is a promise with a time limit, not mutual exclusion of processes: a
