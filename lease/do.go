@@ -52,6 +52,10 @@ func Do(ctx context.Context, c Interface, name string, opts *DoOptions, fn func(
 	if ko.Clock == nil {
 		ko.Clock = realClock{}
 	}
+	if m, ok := c.(interface{ MaxTTL() time.Duration }); ok && o.Hold > m.MaxTTL() {
+		// Finish could not keep it that long: refuse before fn runs.
+		return invalid(CodeInvalidTTL, "the hold %s is longer than the largest TTL, %s (MaxTTL, the server's --max-ttl): hold at most that", o.Hold, m.MaxTTL())
+	}
 	sent := ko.Clock.Now()
 	l, err := c.Acquire(ctx, name, &AcquireOptions{TTL: o.TTL, Holder: o.Holder, Metadata: o.Metadata, Wait: o.Wait})
 	if err != nil {

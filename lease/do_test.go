@@ -130,3 +130,16 @@ func TestDoCancelsFnWhenTheLeaseIsLost(t *testing.T) {
 		t.Errorf("got %v, want a *LostError (not found)", err)
 	}
 }
+
+func TestDoRefusesAHoldAboveMaxTTL(t *testing.T) {
+	c, _ := newClient(t, &lease.Options{MaxTTL: 2 * time.Second})
+	ran := false
+	err := lease.Do(ctx, c, uniq(t), &lease.DoOptions{TTL: time.Second, Hold: 5 * time.Second}, func(context.Context, *lease.Lease) error {
+		ran = true
+		return nil
+	})
+	var inv *lease.InvalidError
+	if !errors.As(err, &inv) || inv.Code != lease.CodeInvalidTTL || ran {
+		t.Errorf("Do with Hold 5s over MaxTTL 2s: got %v (ran: %v), want invalid_ttl before fn runs", err, ran)
+	}
+}
