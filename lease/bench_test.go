@@ -8,6 +8,7 @@ package lease_test
 //	go test ./lease/ -run '^$' -bench 'Acquire$|Renew$|Release$|Cycle' -benchtime 20000x -count 3
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"sync"
@@ -182,4 +183,37 @@ func benchNames(b *testing.B, n int) []string {
 		names[i] = prefix + strconv.Itoa(i)
 	}
 	return names
+}
+
+// BenchmarkRenewDeadline is BenchmarkRenew with a context that has a
+// deadline, as a Keeper's and the HTTP server's calls have. With go-redis's
+// defaults the call then runs on a goroutine of its own, so that it returns
+// at the deadline (see bounded in script.go); a client with
+// ContextTimeoutEnabled bounds its socket calls by the deadline itself and
+// needs none. Compare with BenchmarkRenew (context.Background: neither).
+func BenchmarkRenewDeadline(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		cte  bool
+	}{{"defaults", false}, {"context-timeouts", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			rdb := redis.NewClient(&redis.Options{Addr: backendAddr, ContextTimeoutEnabled: bc.cte})
+			defer rdb.Close()
+			c := lease.New(rdb, nil)
+			l, err := c.Acquire(ctx, uniq(b)+":"+strconv.Itoa(b.N), &lease.AcquireOptions{TTL: time.Minute})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Release(ctx, l.Name, l.Token)
+			dctx, cancel := context.WithTimeout(ctx, time.Hour)
+			defer cancel()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := c.Renew(dctx, l.Name, l.Token, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

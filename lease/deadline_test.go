@@ -139,7 +139,7 @@ func TestCallsEndWithTheirContext(t *testing.T) {
 			return err
 		}},
 	}
-	for _, opt := range goRedisOptions[:3] {
+	for _, opt := range goRedisOptions[:4] {
 		for _, end := range []string{"deadline", "cancel"} {
 			for _, op := range ops {
 				t.Run(fmt.Sprintf("%s/%s/%s", opt.name, end, op.name), func(t *testing.T) {

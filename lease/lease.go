@@ -198,6 +198,9 @@ type Client struct {
 	ap       *redis.AutoPipeliner
 	inflight atomic.Int64 // calls running a script: with ap, a lone one skips it
 	undo     Undoer       // grants of unknown outcome made with tokens of this Client's making
+	// deadlines: rdb bounds each command by its context's deadline itself
+	// (ContextTimeoutEnabled), so a call with one needs no goroutine.
+	deadlines bool
 }
 
 // New returns a Client over rdb: a single Redis, Sentinel or Cluster client.
@@ -220,6 +223,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 		}
 	}
 	_, c.sharded = rdb.(*redis.ClusterClient)
+	c.deadlines = honoursDeadlines(rdb)
 	c.announce = "p"
 	if c.sharded {
 		c.announce = "s"
