@@ -137,6 +137,8 @@ type workerOptions struct {
 	// lateKeeper is the broken variant whose holder stops believing one
 	// TTL after its keeper reported the loss.
 	lateKeeper bool
+	// rest is how long the worker pauses after each grant ends.
+	rest time.Duration
 	// release replaces the release (the unchecked-release variant).
 	release func(ctx context.Context, l *lease.Lease) error
 }
@@ -195,6 +197,7 @@ func (w *worker) run(stop *atomic.Bool) {
 			w.holding.Store(false)
 		}
 		w.h.AddGrant(g)
+		time.Sleep(w.o.rest)
 	}
 }
 
