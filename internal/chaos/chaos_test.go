@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -358,16 +359,25 @@ func TestChaos(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, time.Second)
 			e.single()
-			r := e.run(c)
-			t.Log(r.Summary(c.name))
-			fmt.Println(r.Summary(c.name))
-			if os.Getenv("CHAOS_DEBUG") != "" {
-				t.Log(e.h.Dump())
-			}
-			if !r.OK() {
-				report(t, r)
-				t.Errorf("%s: the checker found violations", c.name)
-			}
+			judge(t, e, c)
 		})
+	}
+}
+
+// judge runs the class in e and fails the test when the checker finds a
+// violation.
+func judge(t *testing.T, e *env, c class) {
+	r := e.run(c)
+	t.Log(r.Summary(c.name))
+	fmt.Println(r.Summary(c.name))
+	if os.Getenv("CHAOS_DEBUG") != "" {
+		t.Log(e.h.Dump())
+		if r.Linearizable == "Illegal" {
+			t.Log("not linearizable from here:\n" + strings.Join(chaos.Explain(e.h, 10*time.Second, false), "\n"))
+		}
+	}
+	if !r.OK() {
+		report(t, r)
+		t.Errorf("%s: the checker found violations", c.name)
 	}
 }

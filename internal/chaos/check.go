@@ -37,6 +37,10 @@ type Config struct {
 	TTL time.Duration
 	// LinTimeout bounds porcupine; 0 skips the linearizability check.
 	LinTimeout time.Duration
+	// LinWritesOnly checks linearizability without the answers that only
+	// observe the register (reads, held, not_holder): for Redlock, whose
+	// reads and conflicts report what a minority of masters says.
+	LinWritesOnly bool
 }
 
 // Result is the checker's verdict on one history.
@@ -277,7 +281,12 @@ func Check(h *History, cfg Config) *Result {
 	}
 
 	if cfg.LinTimeout > 0 {
-		r.Linearizable = linearizable(ops, faults, cfg.LinTimeout)
+		r.Linearizable = linearizable(ops, faults, cfg.LinTimeout, cfg.LinWritesOnly)
+		if r.Linearizable == porcupine.Illegal && !cfg.LinWritesOnly {
+			// Say whether the reads alone make it so.
+			w := linearizable(ops, faults, cfg.LinTimeout, true)
+			r.example("linearizability", "illegal with reads; without the reads (Get): %s", strings.ToLower(string(w)))
+		}
 	}
 	return r
 }

@@ -137,6 +137,8 @@ type workerOptions struct {
 	// lateKeeper is the broken variant whose holder stops believing one
 	// TTL after its keeper reported the loss.
 	lateKeeper bool
+	// uniformHold holds grants with a Keeper for a uniform time up to hold.
+	uniformHold bool
 	// rest is how long the worker pauses after each grant ends.
 	rest time.Duration
 	// release replaces the release (the unchecked-release variant).
@@ -215,7 +217,9 @@ func (w *worker) holdKept(ctx context.Context, l *lease.Lease, g *chaos.Grant, k
 	// Half the grants are held briefly, half for long enough that a fault
 	// meets them while they hold.
 	hold := time.Duration(rand.Int64N(int64(w.o.hold)/3 + 1))
-	if rand.IntN(2) == 0 {
+	if w.o.uniformHold {
+		hold = time.Duration(rand.Int64N(int64(w.o.hold) + 1))
+	} else if rand.IntN(2) == 0 {
 		hold = between(w.o.hold*2/3, w.o.hold*4/3)
 	}
 	until := chaos.Now() + int64(hold)

@@ -2,6 +2,7 @@ package chaos_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/internal/chaos"
+	"github.com/redis/go-redis/v9"
 )
 
 // bin is the leasehold binary, built once for the package; self is this
@@ -48,8 +50,13 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		return 1
 	}
+	redis.SetLogger(quietLogger{}) // go-redis's reconnect chatter; failures reach the history
 	return m.Run()
 }
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // helperMain is the command that a `leasehold run` of the workload runs:
 // a holder that writes to the fenced store with LEASE_FENCE every 20ms

@@ -191,8 +191,10 @@ func step(p linState, i linInput, o linOutput) []linState {
 	return nil
 }
 
-// linearizable checks the operations marked Lin.
-func linearizable(ops []Op, faults []Fault, timeout time.Duration) porcupine.CheckResult {
+// linearizable checks the operations marked Lin. writesOnly leaves out
+// what only observes the register: reads, and the holder an acquire, renew
+// or release answered held or not_holder with (those calls changed nothing).
+func linearizable(ops []Op, faults []Fault, timeout time.Duration, writesOnly bool) porcupine.CheckResult {
 	var losses []Fault
 	for _, f := range faults {
 		if f.DataLoss {
@@ -201,7 +203,7 @@ func linearizable(ops []Op, faults []Fault, timeout time.Duration) porcupine.Che
 	}
 	var hist []porcupine.Operation
 	for _, o := range ops {
-		if !o.Lin || o.Outcome == Failed {
+		if !o.Lin || o.Outcome == Failed || writesOnly && (o.Kind == Get || o.Outcome == Held || o.Outcome == NotHolder) {
 			continue
 		}
 		ret := o.Return
@@ -221,4 +223,76 @@ func linearizable(ops []Op, faults []Fault, timeout time.Duration) porcupine.Che
 		return porcupine.Ok
 	}
 	return porcupine.CheckOperationsTimeout(newModel(losses), hist, timeout)
+}
+
+// Explain finds the earliest moment by which the history's
+// linearizability-checked operations are no longer linearizable (cutting
+// the history there: operations still running become pending), and
+// describes the operations of that name in the 3 seconds before it: where
+// to look.
+func Explain(h *History, timeout time.Duration, writesOnly bool) []string {
+	ops, _, _, faults := h.snapshot()
+	var lin []Op
+	for _, o := range ops {
+		if o.Lin && o.Outcome != Failed {
+			lin = append(lin, o)
+		}
+	}
+	sort.Slice(lin, func(i, j int) bool { return lin[i].Call < lin[j].Call })
+	cut := func(t int64) []Op {
+		var out []Op
+		for _, o := range lin {
+			if o.Call > t {
+				break
+			}
+			if o.Return > t {
+				if o.Kind == Get {
+					continue
+				}
+				o.Outcome = Unknown
+			}
+			out = append(out, o)
+		}
+		return out
+	}
+	if len(lin) == 0 || linearizable(lin, faults, timeout, writesOnly) != porcupine.Illegal {
+		return nil
+	}
+	lo, hi := lin[0].Call, int64(0)
+	for _, o := range lin {
+		if o.End > hi {
+			hi = o.End
+		}
+	}
+	for hi-lo > int64(time.Millisecond) {
+		mid := lo + (hi-lo)/2
+		if linearizable(cut(mid), faults, timeout, writesOnly) == porcupine.Illegal {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	t0 := lin[0].Call
+	prefix := cut(hi)
+	last := prefix[len(prefix)-1]
+	for _, o := range prefix {
+		if o.Return != Never && o.Return >= hi-int64(time.Millisecond) || o.Call >= hi-int64(time.Millisecond) {
+			last = o
+		}
+	}
+	out := []string{fmt.Sprintf("illegal from %s, at %s", time.Duration(hi-t0), last.Name)}
+	for _, o := range prefix {
+		if o.Name == last.Name && o.End >= hi-int64(3*time.Second) {
+			ret := "pending"
+			if o.Return != Never {
+				ret = time.Duration(o.Return - t0).String()
+			}
+			out = append(out, fmt.Sprintf("%s %s %s(%s) ttl=%s %s..%s -> %s holder=%s fence=%d",
+				o.Client, o.Name, o.Kind, o.Label, o.TTL, time.Duration(o.Call-t0), ret, o.Outcome, o.Holder, o.Fence))
+		}
+	}
+	for _, f := range faults {
+		out = append(out, fmt.Sprintf("fault %s %s %s..%s", f.Kind, f.Target, time.Duration(f.Start-t0), time.Duration(f.End-t0)))
+	}
+	return out
 }

@@ -196,7 +196,7 @@ func TestVariants(t *testing.T) {
 		}, classNamed("flushall")},
 		{"late-subscribe", 3 * time.Second, func(e *env, broken bool) {
 			o := e.defaults("n0", "n1")
-			o.hold, o.waitShare, o.rest = 150*time.Millisecond, 1, 1500*time.Millisecond
+			o.hold, o.uniformHold, o.waitShare, o.rest = 60*time.Millisecond, true, 1, 1500*time.Millisecond
 			mk := plainClient
 			if broken {
 				mk = func(rdb *redis.Client) lease.Interface { return newLateSubscriber(rdb) }
