@@ -201,7 +201,7 @@ func TestVariants(t *testing.T) {
 			if broken {
 				mk = func(rdb *redis.Client) lease.Interface { return newLateSubscriber(rdb) }
 			}
-			e.minDur = 10 * time.Second
+			e.minDur = 20 * time.Second
 			e.sdkWorld(4, []string{"n0", "n1"}, mk, o)
 		}, class{name: "none"}},
 	}
@@ -219,6 +219,13 @@ func TestVariants(t *testing.T) {
 			e := newEnv(t, v.ttl)
 			v.world(e, true)
 			r := e.run(v.class)
+			if r.OK() && v.name == "late-subscribe" {
+				// Its window is a few ms wide: a short run may not meet it.
+				t.Log("not caught in the first run: " + r.Summary(v.class.name) + "; running again")
+				e = newEnv(t, v.ttl)
+				v.world(e, true)
+				r = e.run(v.class)
+			}
 			<-done
 			t.Log("control: " + control.Summary(v.class.name))
 			report(t, control)
