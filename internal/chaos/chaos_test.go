@@ -59,6 +59,8 @@ type env struct {
 	obs     *recorder
 	names   []string
 	minDur  time.Duration // overrides the run's shortest duration in short mode
+	// worker, when set, changes every worker's options (broken variants).
+	worker func(o *workerOptions)
 }
 
 // target is a proxied path to Redis and whether its owner holds a lease now.
@@ -105,6 +107,9 @@ func (e *env) lin(names ...string) func(string) bool {
 }
 
 func (e *env) addWorker(id string, c lease.Interface, lin func(string) bool, o workerOptions) *worker {
+	if e.worker != nil {
+		e.worker(&o)
+	}
 	w := &worker{id: id, c: &recorder{inner: c, h: e.h, client: id, lin: lin}, store: e.store, h: e.h, o: o}
 	e.workers = append(e.workers, w)
 	return w

@@ -121,7 +121,10 @@ func (e *env) redlock() {
 			e.t.Cleanup(func() { rdb.Close() })
 			rdbs = append(rdbs, rdb)
 		}
-		rl, err := lease.NewRedlock(rdbs, nil)
+		// MaxTTL bounds the restart delay (a master that restarted, or is
+		// seen first, counts toward no grant until the leases it may have
+		// forgotten expired): the workload's TTLs are 1s.
+		rl, err := lease.NewRedlock(rdbs, &lease.Options{MaxTTL: redlockMaxTTL})
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -130,9 +133,14 @@ func (e *env) redlock() {
 	for i := 0; i < 3; i++ {
 		e.addWorker(fmt.Sprintf("sdk%d", i), mk(func(a string) *redis.Options { return &redis.Options{Addr: a} }), lin, e.defaults(e.names...))
 	}
-	e.httpWorker(lin, "--redlock", strings.Join(urls, ","))
+	e.httpWorker(lin, "--redlock", strings.Join(urls, ","), "--max-ttl", redlockMaxTTL.String())
 	e.obs = &recorder{inner: mk(observerOptions), h: e.h, client: "observer", lin: lin}
+	time.Sleep(redlockMaxTTL + 100*time.Millisecond) // new masters sit out the restart delay
 }
+
+// redlockMaxTTL is the Redlock clients' and server's MaxTTL, and so their
+// restart delay.
+const redlockMaxTTL = 2 * time.Second
 
 // redlockFault pauses one master past the TTL and restarts another empty
 // meanwhile.

@@ -170,10 +170,9 @@ func TestVariants(t *testing.T) {
 		class class
 	}{
 		{"late-keeper", time.Second, func(e *env, broken bool) {
-			o := e.defaults("n0", "n1")
-			o.lateKeeper = broken
-			e.sdkWorld(4, []string{"n0", "n1"}, plainClient, o)
-		}, classNamed("redis-pause")},
+			e.worker = func(o *workerOptions) { o.lateKeeper = broken }
+			e.single()
+		}, classNamed("proxy-hang")},
 		{"unchecked-release", 500 * time.Millisecond, func(e *env, broken bool) {
 			o := e.defaults("n0")
 			o.plain = 1
