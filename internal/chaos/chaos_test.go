@@ -177,11 +177,11 @@ type nemesis func(e *env) (f chaos.Fault, ok bool)
 // exceptions for it.
 type class struct {
 	name    string
-	ttl     time.Duration
-	world   func(e *env)
 	nemesis nemesis
 	tweak   func(c *chaos.Config)
 	noLin   bool
+	// faults is the class's fewest faults in short mode (default 4).
+	faults int
 }
 
 // between is a random duration in [lo, hi).
@@ -223,6 +223,9 @@ func (e *env) run(c class) *chaos.Result {
 	minDur, maxDur, minFaults, minOps := 6*time.Second, 20*time.Second, 4, 0
 	if long {
 		minDur, maxDur, minFaults, minOps = 60*time.Second, 15*time.Minute, 20, 10000
+	}
+	if c.faults > 0 && !long {
+		minFaults = c.faults
 	}
 	if c.nemesis == nil {
 		minFaults = 0
@@ -276,7 +279,9 @@ func excuseDataLoss(c *chaos.Config) { c.ExcuseDataLoss = true }
 
 // singleClasses are the fault classes on one Redis.
 var singleClasses = []class{
-	{name: "proxy-hang", nemesis: func(e *env) (chaos.Fault, bool) {
+	// A hang finds a late keeper only when it meets a holder that holds past
+	// the expiry while another client waits: it gets more tries.
+	{name: "proxy-hang", faults: 6, nemesis: func(e *env) (chaos.Fault, bool) {
 		p := e.pickProxy()
 		f := chaos.Fault{Kind: "proxy-hang", Target: p.name, Start: chaos.Now()}
 		p.p.Set(faultproxy.Hang)
