@@ -2,7 +2,6 @@ package chaos_test
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -172,11 +171,10 @@ type runLoop struct {
 	h        *chaos.History
 	dir      string
 
-	mu     sync.Mutex // guards cur, curPid, label
+	mu     sync.Mutex // guards cur, helper, label
 	cur    *proc      // the running `leasehold run`
 	helper string     // its helper's pid file
 	label  string
-	runs   atomic.Int64
 }
 
 func (r *runLoop) loop(t testing.TB, stop *atomic.Bool) {
@@ -205,7 +203,6 @@ func (r *runLoop) loop(t testing.TB, stop *atomic.Bool) {
 		r.mu.Lock()
 		r.cur = nil
 		r.mu.Unlock()
-		r.runs.Add(1)
 		code := p.cmd.ProcessState.ExitCode()
 		o := chaos.Op{Client: r.id, Kind: chaos.Acquire, Name: r.name, Label: label, TTL: r.ttl, Wait: 2 * r.ttl,
 			Call: sent, End: chaos.Now()}
@@ -260,5 +257,3 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, " | ")
 }
-
-var errNoHolder = errors.New("no holder to pause")
