@@ -28,10 +28,11 @@ type Config struct {
 	// process the nemesis paused (the GC-pause case): there the fence, not
 	// the lease, must keep the store safe (stale_accepted).
 	ExcusePaused bool
-	// ExcuseDataLoss excuses overlaps whose later grant came within a
-	// data-loss fault or one TTL after it (a failover that lost an
-	// acknowledged grant: the contract does not promise mutual exclusion
-	// then, only monotonic fences).
+	// ExcuseDataLoss excuses overlaps of a grant that lived through a
+	// data-loss fault with one that came within the fault or one TTL after
+	// it, before the first holder could learn of the loss (the contract
+	// does not promise mutual exclusion across data loss, only monotonic
+	// fences).
 	ExcuseDataLoss bool
 	// TTL is the workload's longest TTL, for ExcuseDataLoss.
 	TTL time.Duration
@@ -115,9 +116,15 @@ func Check(h *History, cfg Config) *Result {
 			return true
 		}
 		if cfg.ExcuseDataLoss {
-			later := max(a.Got, b.Got)
+			first, later := a, b
+			if b.Got < a.Got {
+				first, later = b, a
+			}
 			for _, f := range faults {
-				if f.DataLoss && later >= f.Start && later <= f.End+int64(cfg.TTL) {
+				// The earlier grant lived through the loss, and the later
+				// came before the earlier holder could learn of it.
+				if f.DataLoss && first.Got <= f.End && first.End >= f.Start &&
+					later.Got >= f.Start && later.Got <= f.End+int64(cfg.TTL) {
 					return true
 				}
 			}

@@ -16,7 +16,7 @@ func checkOf(fill func(h *chaos.History)) *chaos.Result {
 	h := &chaos.History{}
 	fill(h)
 	return chaos.Check(h, chaos.Config{Epsilon: 5 * time.Millisecond, WaitBound: time.Second, CleanupBound: time.Second,
-		Recovery: time.Second, TTL: time.Second, LinTimeout: 10 * time.Second})
+		Recovery: time.Second, TTL: time.Second, LinTimeout: 10 * time.Second, ExcuseDataLoss: true})
 }
 
 func grant(h *chaos.History, label string, fence, sent, got, end int64) {
@@ -66,6 +66,12 @@ func TestCheckerJudgesHandMadeHistories(t *testing.T) {
 			h.AddOp(chaos.Op{Kind: chaos.Acquire, Name: "x", Label: "w", TTL: time.Second, Wait: 5 * time.Second, Call: 50 * ms,
 				Return: 3000 * ms, End: 3000 * ms, Outcome: chaos.Granted, Fence: 20})
 		}, func(r *chaos.Result) bool { return r.MissedWakeups == 1 }},
+		{"data loss excuses only an overlap it explains", func(h *chaos.History) {
+			h.AddFault(chaos.Fault{Kind: "flushall", Start: 50 * ms, End: 51 * ms, DataLoss: true})
+			h.AddGrant(chaos.Grant{Name: "x", Label: "a", Fence: 10, Sent: 0, Got: ms, End: 200 * ms})
+			h.AddGrant(chaos.Grant{Name: "x", Label: "b", Fence: 20, Sent: 60 * ms, Got: 61 * ms, End: 300 * ms})   // excused
+			h.AddGrant(chaos.Grant{Name: "x", Label: "c", Fence: 30, Sent: 250 * ms, Got: 251 * ms, End: 400 * ms}) // not
+		}, func(r *chaos.Result) bool { return r.Excused == 1 && r.Overlaps == 1 }},
 		{"expiry lets the next one in", func(h *chaos.History) {
 			h.AddOp(chaos.Op{Kind: chaos.Acquire, Name: "x", Label: "a", TTL: time.Second, Call: 0, Return: ms, End: ms, Outcome: chaos.Granted, Fence: 10, Lin: true})
 			h.AddOp(chaos.Op{Kind: chaos.Acquire, Name: "x", Label: "b", TTL: time.Second, Call: 500 * ms, Return: 501 * ms, End: 501 * ms, Outcome: chaos.Held, Holder: "a", Fence: 10, Lin: true})
