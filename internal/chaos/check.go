@@ -116,15 +116,16 @@ func Check(h *History, cfg Config) *Result {
 			return true
 		}
 		if cfg.ExcuseDataLoss {
-			first, later := a, b
-			if b.Got < a.Got {
-				first, later = b, a
+			// One grant lived through the loss (it was asked for before the
+			// fault ended and believed in after it began), and the other was
+			// granted within the fault or one TTL after it, before the first
+			// holder could learn of the loss. Sent, not Got: a grant of
+			// `leasehold run` is known only when its command starts.
+			explains := func(old, new Grant, f Fault) bool {
+				return old.Sent <= f.End && old.End >= f.Start && new.Got >= f.Start && new.Got <= f.End+int64(cfg.TTL)
 			}
 			for _, f := range faults {
-				// The earlier grant lived through the loss, and the later
-				// came before the earlier holder could learn of it.
-				if f.DataLoss && first.Got <= f.End && first.End >= f.Start &&
-					later.Got >= f.Start && later.Got <= f.End+int64(cfg.TTL) {
+				if f.DataLoss && (explains(a, b, f) || explains(b, a, f)) {
 					return true
 				}
 			}
