@@ -53,8 +53,9 @@ type KeeperOptions struct {
 	// TTL is what each renewal asks for. Default 0: the TTL of the grant
 	// (Lease.TTL of the lease given to Keep).
 	TTL time.Duration
-	// Interval is the time between renewals. Default a third of the TTL, so
-	// two renewals in a row may fail before the lease is in danger.
+	// Interval is the time between renewals. Default, and whenever it is
+	// over half the TTL, a third of the TTL, so two renewals in a row may
+	// fail before the lease is in danger.
 	Interval time.Duration
 	// MaxRetryInterval caps the backoff between retries of a failed renewal.
 	// Default a tenth of the TTL (at least 10ms). Retries never go past the
@@ -163,7 +164,10 @@ func Keep(ctx context.Context, c Interface, l *Lease, opts *KeeperOptions) *Keep
 	if ttl <= 0 {
 		ttl = l.TTL
 	}
-	if o.Interval <= 0 {
+	// Every renewal asks for ttl itself: with 0, each backend would renew
+	// with the TTL it stored, and Redlock masters may store different ones.
+	o.TTL = ttl
+	if o.Interval <= 0 || o.Interval > ttl/2 {
 		o.Interval = ttl / 3
 	}
 	if o.MaxRetryInterval <= 0 {
@@ -244,15 +248,20 @@ func (k *Keeper) expiry() time.Time {
 
 func (k *Keeper) run() {
 	defer close(k.done)
-	next := k.clock.Now().Add(k.every)
 	for {
+		// Never sleep past the moment the lease is taken for lost: a grant
+		// whose answer came late (a slow path) may have little of its TTL
+		// left, and renew reports the loss once that moment has come.
+		next := k.clock.Now().Add(k.every)
+		if e := k.expiry(); e.Before(next) {
+			next = e
+		}
 		if !k.sleepUntil(next) {
 			return
 		}
 		if !k.renew() {
 			return
 		}
-		next = k.clock.Now().Add(k.every)
 	}
 }
 

@@ -614,6 +614,11 @@ func (r *Redlock) Renew(ctx context.Context, name, token string, ttl time.Durati
 	}
 	if len(held) >= r.quorum {
 		l := *ls[held[0]]
+		// Masters can keep different TTLs (a re-acquire that missed one):
+		// the grant is only as long as the shortest of them.
+		for _, i := range held[1:] {
+			l.TTL = min(l.TTL, ls[i].TTL)
+		}
 		if time.Since(start)+drift(l.TTL) < l.TTL {
 			fence, err := r.fenceOf(ctx, "renew", name, held, fences)
 			if err != nil {
