@@ -67,6 +67,10 @@ func NewClient(baseURL string, opts *ClientOptions) *Client {
 	if o.Token != "" {
 		c.auth = "Bearer " + o.Token
 	}
+	// The server may still be running its call of an acquire this client
+	// gave up on, bounded by its --redis-timeout (default 2s): an undo goes
+	// on until then, so that its release cannot overtake that call.
+	c.undo.Grace = DefaultRedisTimeout + time.Second
 	return c
 }
 

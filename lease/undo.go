@@ -23,6 +23,13 @@ import (
 // it; a request that a stalled network still delivers after that can make
 // a grant the undo does not see, which then ends with its TTL.
 type Undoer struct {
+	// Grace keeps an undo going after the backend answered that there is
+	// no such grant, releasing again until Grace has passed since the undo
+	// began: for a backend that may still be running the call itself (a
+	// Leasehold server's own call to Redis, which this side cannot see
+	// end). Default 0: the first answer ends the undo.
+	Grace time.Duration
+
 	wg sync.WaitGroup
 }
 
@@ -38,7 +45,7 @@ func (u *Undoer) Undo(c Interface, name, token string, ttl time.Duration, err er
 		if inflight != nil {
 			<-inflight.running // the call has ended: the undo cannot overtake it
 		}
-		undo(c, name, token, ttl)
+		undo(c, name, token, ttl, u.Grace)
 	}()
 }
 
@@ -60,8 +67,9 @@ func (u *Undoer) Wait(ctx context.Context) error {
 
 // undo releases until the backend answers or a grant made now would have
 // expired.
-func undo(c Interface, name, token string, ttl time.Duration) {
-	deadline := time.Now().Add(ttl + drift(ttl))
+func undo(c Interface, name, token string, ttl, grace time.Duration) {
+	start := time.Now()
+	deadline := start.Add(ttl + drift(ttl))
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval = 20*time.Millisecond, time.Second
 	for {
@@ -72,8 +80,16 @@ func undo(c Interface, name, token string, ttl time.Duration) {
 		ctx, cancel := context.WithTimeout(context.Background(), min(left, 2*time.Second))
 		err := c.Release(ctx, name, token)
 		cancel()
-		if !unknown(err) {
-			return // released, not found, another holder's, or refused: nothing more to undo
+		if err == nil || errors.Is(err, ErrInvalid) {
+			return // released, or refused: nothing more to undo
+		}
+		if !unknown(err) { // no such grant (yet), or another holder's
+			rest := grace - time.Since(start)
+			if rest <= 0 {
+				return
+			}
+			time.Sleep(min(rest, 100*time.Millisecond))
+			continue
 		}
 		time.Sleep(min(b.NextBackOff(), time.Until(deadline)))
 	}
