@@ -198,6 +198,11 @@ func measure(c *config, redisAddr, prefix, heap string) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The goroutines are read again after the settle: one scrape's series
+	// are not one instant (the registry gathers its collectors apart), so
+	// the count of the scrape that saw the last waiter arrive can predate
+	// the last connections.
+	r.goroutines = int(m["go_goroutines"])
 	r.stackMB, r.heapMB = m["go_memstats_stack_inuse_bytes"]/(1<<20), m["go_memstats_heap_inuse_bytes"]/(1<<20)
 	r.idleMB = (m["go_memstats_heap_idle_bytes"] - m["go_memstats_heap_released_bytes"]) / (1 << 20)
 	if heap != "" {
