@@ -383,7 +383,11 @@ func judge(t *testing.T, e *env, c class) {
 	if os.Getenv("CHAOS_DEBUG") != "" {
 		t.Log(e.h.Dump())
 		if r.Linearizable == "Illegal" {
-			t.Log("not linearizable from here:\n" + strings.Join(chaos.Explain(e.h, 10*time.Second, false), "\n"))
+			var cfg chaos.Config
+			if c.tweak != nil {
+				c.tweak(&cfg)
+			}
+			t.Log("not linearizable from here:\n" + strings.Join(chaos.Explain(e.h, 10*time.Second, cfg.LinWritesOnly), "\n"))
 		}
 	}
 	if !r.OK() {

@@ -158,6 +158,9 @@ func classNamed(name string) class {
 	panic("no class " + name)
 }
 
+// variantRuns is how many runs a broken variant gets to be caught in.
+const variantRuns = 3
+
 // TestVariants runs each broken variant and fails when the checker does
 // not catch it. Each also runs as a control: the same world and fault with
 // the correct client, whose result is printed beside the variant's (a
@@ -218,9 +221,13 @@ func TestVariants(t *testing.T) {
 			e := newEnv(t, v.ttl)
 			v.world(e, true)
 			r := e.run(v.class)
-			if r.OK() && v.name == "late-subscribe" {
-				// Its window is a few ms wide: a short run may not meet it.
-				t.Log("not caught in the first run: " + r.Summary(v.class.name) + "; running again")
+			// A bug is seen only when the workload meets its window (a
+			// late keeper needs a hang to meet a holder while another
+			// client waits; a late subscriber a release in a few ms), which
+			// a short run on a loaded machine may not: it gets up to two
+			// runs more, and each miss is logged.
+			for run := 2; r.OK() && run <= variantRuns; run++ {
+				t.Logf("not caught in run %d of %d: %s; running again", run-1, variantRuns, r.Summary(v.class.name))
 				e = newEnv(t, v.ttl)
 				v.world(e, true)
 				r = e.run(v.class)
