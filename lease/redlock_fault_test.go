@@ -252,21 +252,10 @@ func fenceOf(l *lease.Lease) any {
 func TestRedlockRestartedMasterDoesNotCount(t *testing.T) {
 	const maxTTL = 4 * time.Second
 	opts := &lease.Options{MaxTTL: maxTTL}
-	var (
-		srvs []*redistest.Server
-		rdbs []*redis.Client
-		ucs  []redis.UniversalClient
-	)
-	for i := 0; i < 3; i++ {
-		s := redistest.Start(t)
-		rdb := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond,
-			ReadTimeout: 200 * time.Millisecond})
-		t.Cleanup(func() { rdb.Close() })
-		srvs, rdbs, ucs = append(srvs, s), append(rdbs, rdb), append(ucs, rdb)
-	}
-	r, err := lease.NewRedlock(ucs, opts)
-	if err != nil {
-		t.Fatal(err)
+	r, srvs, rdbs := newRedlock(t, opts)
+	var ucs []redis.UniversalClient
+	for _, rdb := range rdbs {
+		ucs = append(ucs, rdb)
 	}
 	// The masters have just started: they count only once they have run for
 	// the delay.

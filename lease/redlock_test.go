@@ -13,8 +13,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// redlock starts three real, independent redis-servers and a Redlock over them.
+// redlock starts three real, independent redis-servers and a Redlock over
+// them that counts them from the start (no restart delay).
 func redlock(t *testing.T) (*lease.Redlock, []*redistest.Server, []*redis.Client) {
+	t.Helper()
+	return newRedlock(t, redlockTestOptions(nil))
+}
+
+// newRedlock starts three real, independent redis-servers and a Redlock
+// with opts over them, its scripts loaded.
+func newRedlock(t *testing.T, opts *lease.Options) (*lease.Redlock, []*redistest.Server, []*redis.Client) {
 	t.Helper()
 	var (
 		srvs []*redistest.Server
@@ -28,7 +36,7 @@ func redlock(t *testing.T) (*lease.Redlock, []*redistest.Server, []*redis.Client
 		t.Cleanup(func() { rdb.Close() })
 		srvs, rdbs, ucs = append(srvs, s), append(rdbs, rdb), append(ucs, rdb)
 	}
-	r, err := lease.NewRedlock(ucs, redlockTestOptions(nil))
+	r, err := lease.NewRedlock(ucs, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
