@@ -382,13 +382,14 @@ func judge(t *testing.T, e *env, c class) {
 	fmt.Println(r.Summary(c.name))
 	if os.Getenv("CHAOS_DEBUG") != "" {
 		t.Log(e.h.Dump())
-		if r.Linearizable == "Illegal" {
-			var cfg chaos.Config
-			if c.tweak != nil {
-				c.tweak(&cfg)
-			}
-			t.Log("not linearizable from here:\n" + strings.Join(chaos.Explain(e.h, 10*time.Second, cfg.LinWritesOnly), "\n"))
+	}
+	if r.Linearizable == "Illegal" {
+		// Always: a failure seen once under CI's load is worth its evidence.
+		var cfg chaos.Config
+		if c.tweak != nil {
+			c.tweak(&cfg)
 		}
+		t.Log("not linearizable from here:\n" + strings.Join(chaos.Explain(e.h, 10*time.Second, cfg.LinWritesOnly), "\n"))
 	}
 	if !r.OK() {
 		report(t, r)
