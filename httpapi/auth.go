@@ -130,15 +130,23 @@ func parseAuthLine(fields []string) (authToken, error) {
 }
 
 // lookup finds the token of an Authorization header value, comparing in
-// constant time against every token of the file.
-func (a *Auth) lookup(header string) *authToken {
+// constant time against every token of the file. The error says what is
+// wrong with the header (missing, not a bearer token, empty, or a token the
+// file lacks) without saying anything of the tokens that exist.
+func (a *Auth) lookup(header string) (*authToken, error) {
+	if strings.TrimSpace(header) == "" {
+		return nil, unauthorized("no Authorization header: this server has auth on; send Authorization: Bearer <token> with a token of its auth file")
+	}
 	bearer, ok := cutPrefixFold(header, "Bearer ")
+	if strings.EqualFold(strings.TrimSpace(header), "Bearer") {
+		bearer, ok = "", true // HTTP trims the spaces after an empty token
+	}
 	if !ok {
-		return nil
+		return nil, unauthorized(`the Authorization header is not a bearer token: send it as "Authorization: Bearer <token>" (the word Bearer, a space, the token)`)
 	}
 	bearer = strings.TrimSpace(bearer)
 	if bearer == "" {
-		return nil
+		return nil, unauthorized("the bearer token is empty: send Authorization: Bearer <token> with a token of the server's auth file")
 	}
 	h := sha256.Sum256([]byte(bearer))
 	var found *authToken
@@ -147,7 +155,10 @@ func (a *Auth) lookup(header string) *authToken {
 			found = &a.tokens[i]
 		}
 	}
-	return found
+	if found == nil {
+		return nil, unauthorized("the bearer token is not in the server's auth file: check that it is whole, current and of this server")
+	}
+	return found, nil
 }
 
 // covers reports whether the token's prefixes cover name (or a list prefix).

@@ -68,6 +68,42 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// TestUnauthorizedSaysWhatIsWrong: a missing header, a header that is not a
+// bearer token, an empty one and an unknown token each get their own 401
+// message, and none names a token of the file. They used to share one.
+func TestUnauthorizedSaysWhatIsWrong(t *testing.T) {
+	e := newEnv(t, &envOptions{auth: authFile()})
+	path := "/v1/leases/jobs:" + uniq(t) + "/acquire"
+	seen := map[string]bool{}
+	for _, tc := range []struct{ header, want string }{
+		{"", "no Authorization header"},
+		{"Authorization: " + writerToken, "not a bearer token"},
+		{"Authorization: Basic " + writerToken, "not a bearer token"},
+		{"Authorization: Bearer   ", "token is empty"},
+		{"Authorization: Bearer " + writerToken + "x", "not in the server's auth file"},
+	} {
+		var hs []string
+		if tc.header != "" {
+			hs = append(hs, tc.header)
+		}
+		res := e.do("POST", path, "", hs...).want(t, 401, "unauthorized")
+		msg := res.str("message")
+		if !strings.Contains(msg, tc.want) {
+			t.Errorf("%q: got message %q, want it to say %q", tc.header, msg, tc.want)
+		}
+		if strings.Contains(msg, writerToken) || strings.Contains(msg, readerToken) {
+			t.Errorf("%q: the message %q names a token", tc.header, msg)
+		}
+		if strings.Contains(string(res.body), `\u003c`) {
+			t.Errorf("%q: the body %s escapes < and >: want them as they are", tc.header, res.body)
+		}
+		seen[msg] = true
+	}
+	if len(seen) != 4 {
+		t.Errorf("got %d different messages for 4 different mistakes: %v", len(seen), seen)
+	}
+}
+
 func TestParseAuthRejectsMalformedFilesNamingTheLine(t *testing.T) {
 	for _, tc := range []struct{ file, want string }{
 		{"tok-0123456789abcdef write *\nbad line\n", "line 2"},

@@ -56,11 +56,15 @@ var (
 		"the request body is over 64 KiB: send at most 65536 bytes"}
 	errShuttingDown = &apiError{http.StatusServiceUnavailable, CodeShuttingDown,
 		"the server is shutting down: retry against another server or in a moment"}
-	errUnauthorized = &apiError{http.StatusUnauthorized, CodeUnauthorized,
-		"send a valid token from the server's auth file as Authorization: Bearer <token>"}
 	// errRedisTimeout is the cause of a context that ran out of --redis-timeout.
 	errRedisTimeout = errors.New("no answer within --redis-timeout")
 )
+
+// unauthorized is the 401 of a request whose bearer token is missing or
+// not known, saying which.
+func unauthorized(msg string) error {
+	return &apiError{http.StatusUnauthorized, CodeUnauthorized, msg}
+}
 
 // answer is what the one error mapper decides for an error.
 type answer struct {
@@ -89,7 +93,8 @@ func mapError(err error) answer {
 			return answer{
 				status: http.StatusConflict,
 				body: errorBody{Error: CodeNotHolder, Name: e.Name, Holder: &e.Holder, Fence: e.Fence, TTLMs: &ttl,
-					Message: fmt.Sprintf("the lease %q is now held by %s (fence %d), not by this token or fence: you have lost it",
+					Message: fmt.Sprintf("the lease %q is held by %s (fence %d), not by this token or fence: they do not match "+
+						"the current grant (mistyped, or from a grant that ended); if it was yours, you have lost it",
 						e.Name, holderText(e.Holder), e.Fence)},
 			}
 		case *lease.NotFoundError:

@@ -303,7 +303,27 @@ func (r *objectReader) number() string {
 	return r.s[start:r.i]
 }
 
-var errNotObject = badRequest("the body must be a JSON object of parameters, like {\"ttl\":\"30s\"}")
+var (
+	errNotObject = badRequest("the body must be a JSON object of parameters, like {\"ttl\":\"30s\"}")
+	errFormBody  = badRequest("the body looks like a form (ttl=30s&holder=x, what curl -d sends as written): " +
+		"send a JSON object instead, like -d '{\"ttl\":\"30s\",\"holder\":\"x\"}', or put the parameters " +
+		"in the query string, like .../acquire?ttl=30s&holder=x")
+)
+
+// looksLikeForm reports whether body reads as key=value[&key=value...], the
+// form encoding that curl -d and HTML forms send.
+func looksLikeForm(body []byte) bool {
+	for _, pair := range bytes.Split(bytes.TrimSpace(body), []byte("&")) {
+		if len(pair) == 0 {
+			continue // a&&b and a trailing & are still a form
+		}
+		k, _, ok := bytes.Cut(pair, []byte("="))
+		if !ok || len(k) == 0 || bytes.ContainsAny(k, "{}[]\" :,") {
+			return false
+		}
+	}
+	return len(bytes.TrimSpace(body)) > 0
+}
 
 // parseBodyTokens reads the parameters of body with json.Decoder's tokens,
 // for bodies that are not valid JSON: its errors give the offset and the
@@ -312,6 +332,9 @@ func parseBodyTokens(body []byte, allowed uint16, p *params) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	tok, err := dec.Token()
+	if looksLikeForm(body) && (err != nil || tok != json.Delim('{')) {
+		return errFormBody
+	}
 	if err != nil {
 		return badJSON(err)
 	}

@@ -303,11 +303,7 @@ func (s *Server) authenticate(c echo.Context) (*authToken, error) {
 	if s.auth == nil {
 		return nil, nil
 	}
-	t := s.auth.lookup(c.Request().Header.Get("Authorization"))
-	if t == nil {
-		return nil, errUnauthorized
-	}
-	return t, nil
+	return s.auth.lookup(c.Request().Header.Get("Authorization"))
 }
 
 // authorize checks that t may act on name with access need.

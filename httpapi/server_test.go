@@ -134,6 +134,11 @@ func TestRenewReleaseGetVerify(t *testing.T) {
 	if r.str("holder") != "h" || r.num("fence") != fence || r.num("ttl_ms") <= 0 {
 		t.Errorf("renew not_holder: got %s, want holder h, fence %d, ttl_ms", r.body, fence)
 	}
+	// A token that was never this lease's is not told it lost the lease
+	// alone: the message says the token does not match.
+	if m := r.str("message"); !strings.Contains(m, "do not match the current grant") || !strings.Contains(m, "mistyped") {
+		t.Errorf("renew not_holder: got message %q, want it to say the token does not match (mistyped?)", m)
+	}
 	e.do("POST", base+"/release?token="+other, "").want(t, 409, "not_holder")
 
 	r = e.do("POST", base+"/release", `{"token":"`+tok+`"}`).want(t, 200, "")
@@ -300,6 +305,8 @@ func TestBadInputIs4xxAndChangesNothing(t *testing.T) {
 		{"GET", "/v1/leases?prefix=a*b", "", 400, "invalid_request"},
 		{"GET", "/v1/leases?name=x", "", 400, "invalid_request"},
 		{"POST", base + "/acquire?%zz", "", 400, "invalid_request"},
+		{"POST", "/v1/leases/" + other + "/acquire", "ttl=30s&holder=x", 400, "invalid_request"},
+		{"POST", "/v1/leases/" + other + "/acquire", "ttl=30s", 400, "invalid_request"},
 	} {
 		t.Run(tc.method+" "+clipName(tc.path)+" "+clipName(tc.body), func(t *testing.T) {
 			r := e.do(tc.method, tc.path, tc.body).want(t, tc.status, tc.code)
@@ -335,6 +342,28 @@ func sortedPairs(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// TestFormBodySaysToSendJSONOrAQuery: curl -d 'ttl=30s&holder=x' used to be
+// told "invalid character 't' in literal true"; it is told what to send.
+// A body that is not a form keeps the JSON parser's own words.
+func TestFormBodySaysToSendJSONOrAQuery(t *testing.T) {
+	e := newEnv(t, nil)
+	path := "/v1/leases/" + uniq(t) + "/acquire"
+	for _, tc := range []struct{ body, want string }{
+		{"ttl=30s&holder=x", "query string"},
+		{"holder=a%20b", "looks like a form"},
+		{"ttl=30s&", "looks like a form"},
+		{"tru", "not valid JSON"},
+		{`{"ttl":"30s"`, "not valid JSON"},
+		{"=5", "not valid JSON"},
+		{`"a=b"`, "must be a JSON object"},
+	} {
+		r := e.do("POST", path, tc.body, "Content-Type: application/x-www-form-urlencoded").want(t, 400, "invalid_request")
+		if !strings.Contains(r.str("message"), tc.want) {
+			t.Errorf("body %q: got message %q, want it to say %q", tc.body, r.str("message"), tc.want)
+		}
+	}
 }
 
 func TestStatusOKHasNoTokenOutsideGrants(t *testing.T) {

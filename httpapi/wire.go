@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 
@@ -106,11 +107,15 @@ func (b *leaseBody) lease() (*lease.Lease, error) {
 	return g.lease()
 }
 
-// marshal encodes v with a trailing newline, as curl users expect.
+// marshal encodes v with a trailing newline, as curl users expect, and
+// without HTML escaping: bodies are read by people and programs, never
+// embedded in a page, and "<token>" must not read "\u003ctoken\u003e".
 func marshal(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil { // only for types that cannot be encoded: none of the above
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // only for types that cannot be encoded: none of the above
 		return []byte(`{"error":"internal","message":"the response could not be encoded"}` + "\n")
 	}
-	return append(b, '\n')
+	return b.Bytes()
 }

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/leasehold/leasehold/httpapi"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/redis/go-redis/v9"
 )
@@ -28,11 +29,7 @@ type connFlags struct {
 // connect returns the transport the flags choose and a function that closes it.
 func (f *connFlags) connect() (lease.Interface, func(), error) {
 	if f.Redis != "" {
-		u := f.Redis
-		if !strings.Contains(u, "://") {
-			u = "redis://" + u // a bare host:port, as redis-cli -h/-p would take it
-		}
-		opts, err := redis.ParseURL(u)
+		opts, err := parseRedisURL(f.Redis)
 		if err != nil {
 			return nil, nil, usageErr(fmt.Errorf("--redis %q: %v", f.Redis, err))
 		}
@@ -41,6 +38,15 @@ func (f *connFlags) connect() (lease.Interface, func(), error) {
 		return lease.New(rdb, nil), func() { rdb.Close() }, nil
 	}
 	return newHTTPClient(f.Server, f.AuthToken)
+}
+
+// parseRedisURL parses a Redis URL, taking a bare host:port (what redis-cli
+// -h/-p and most docs give) as redis://host:port.
+func parseRedisURL(u string) (*redis.Options, error) {
+	if !strings.Contains(u, "://") {
+		u = "redis://" + u
+	}
+	return redis.ParseURL(u)
 }
 
 // settle waits, up to limit, until lc has undone in the background the
@@ -122,6 +128,10 @@ func exitFor(err error, conflict int) error {
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w (the longest is the server's --max-ttl)", err)}
 	case errors.Is(err, lease.ErrInvalid):
 		return &exitError{code: exitUsage, err: err}
+	case errors.Is(err, httpapi.ErrUnauthorized):
+		// The server's words are for an HTTP client; say what the CLI takes.
+		return &exitError{code: exitNoPerm, err: fmt.Errorf("%w\nwith the CLI, give a token of the server's auth file "+
+			"with --auth-token TOKEN or in LEASEHOLD_TOKEN", err)}
 	case isAuthErr(err):
 		return &exitError{code: exitNoPerm, err: err}
 	case errors.Is(err, lease.ErrLost):
@@ -164,6 +174,7 @@ func toJSON(l *lease.Lease) leaseJSON {
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 

@@ -26,11 +26,11 @@ import (
 type serveCmd struct {
 	Listen string `default:"127.0.0.1:7070" placeholder:"ADDR" help:"Address to listen on. Binding anything but loopback without --auth-file logs a warning."`
 
-	Redis          string   `placeholder:"URL" help:"One Redis: redis://[user:pass@]host:port/db, rediss:// for TLS. Without any Redis flag the server runs on an embedded in-memory store."`
+	Redis          string   `placeholder:"URL" help:"One Redis: redis://[user:pass@]host:port/db, rediss:// for TLS, or a bare host:port. Without any Redis flag the server runs on an embedded in-memory store."`
 	RedisCluster   []string `sep:"," placeholder:"HOST:PORT" help:"Redis Cluster seed nodes."`
 	RedisSentinel  []string `sep:"," placeholder:"HOST:PORT" help:"Redis Sentinel addresses (with --sentinel-master)."`
 	SentinelMaster string   `placeholder:"NAME" help:"Name of the master that the sentinels watch."`
-	Redlock        []string `sep:"," placeholder:"URL" help:"Redlock over independent Redis masters (redis:// URLs); a grant needs a majority."`
+	Redlock        []string `sep:"," placeholder:"URL" help:"Redlock over independent Redis masters (redis:// URLs or host:port); a grant needs a majority."`
 	RedisUsername  string   `placeholder:"USER" help:"Redis user for --redis-cluster and --redis-sentinel (a --redis URL carries its own)."`
 	RedisPassword  string   `placeholder:"PASS" help:"Redis password for --redis-cluster and --redis-sentinel (a --redis URL carries its own)."`
 	KeyPrefix      string   `default:"leasehold:" placeholder:"PREFIX" help:"Prefix of every Redis key."`
@@ -218,9 +218,9 @@ func (s *serveCmd) backend(log *slog.Logger) (httpapi.Backend, func(), error) {
 	opts := &lease.Options{KeyPrefix: s.KeyPrefix, MaxTTL: s.MaxTTL, MaxWait: s.MaxWait, AutoPipeline: s.RedisAutopipeline}
 	switch {
 	case s.Redis != "":
-		o, err := redis.ParseURL(s.Redis)
+		o, err := parseRedisURL(s.Redis)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--redis: %w", err)
+			return nil, nil, fmt.Errorf("--redis %q: %w", s.Redis, err)
 		}
 		s.timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
 		rdb := redis.NewClient(o)
@@ -247,7 +247,7 @@ func (s *serveCmd) backend(log *slog.Logger) (httpapi.Backend, func(), error) {
 			}
 		}
 		for _, u := range s.Redlock {
-			o, err := redis.ParseURL(u)
+			o, err := parseRedisURL(u)
 			if err != nil {
 				closeAll()
 				return nil, nil, fmt.Errorf("--redlock %q: %w", u, err)

@@ -131,6 +131,7 @@ func TestServeBinaryOnRedisAndEmbedded(t *testing.T) {
 	}{
 		{"redis flag", nil, []string{"--redis=" + rs.URL(), "--max-ttl", "1h"}, "redis_autopipeline=false"},
 		{"redis env", []string{"LEASEHOLD_REDIS=" + rs.URL(), "LEASEHOLD_KEY_PREFIX=envtest:"}, nil, ""},
+		{"redis bare host:port", nil, []string{"--redis", rs.Addr()}, "using redis"},
 		{"autopipeline flag", nil, []string{"--redis", rs.URL(), "--redis-autopipeline"}, "redis_autopipeline=true"},
 		{"autopipeline env", []string{"LEASEHOLD_REDIS_AUTOPIPELINE=true"}, []string{"--redis", rs.URL()}, "redis_autopipeline=true"},
 		{"embedded", nil, nil, "EMBEDDED"},

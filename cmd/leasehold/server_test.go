@@ -127,8 +127,8 @@ func TestAuthErrorsExit77(t *testing.T) {
 		code  int
 		wantE string
 	}{
-		{"no token", []string{"acquire", "jobs:a"}, "", 77, "unauthorized"},
-		{"wrong token", []string{"acquire", "jobs:a", "--auth-token", "nope-nope-nope"}, "", 77, "unauthorized"},
+		{"no token", []string{"acquire", "jobs:a"}, "", 77, "--auth-token token or in leasehold_token"},
+		{"wrong token", []string{"acquire", "jobs:a", "--auth-token", "nope-nope-nope"}, "", 77, "not in the server's auth file"},
 		{"out of scope", []string{"acquire", "other:a", "--auth-token", "jobs-writer-4f9c2a7e1b"}, "", 77, "forbidden"},
 		{"flag", []string{"acquire", "jobs:b", "--auth-token", "jobs-writer-4f9c2a7e1b"}, "", 0, ""},
 		{"LEASEHOLD_TOKEN", []string{"acquire", "jobs:c"}, "LEASEHOLD_TOKEN=jobs-writer-4f9c2a7e1b", 0, ""},
