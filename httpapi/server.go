@@ -463,10 +463,23 @@ func (s *Server) acquireOptions(c echo.Context) (string, *lease.AcquireOptions, 
 	}
 	if p.has(pWait) {
 		if o.Wait, err = lease.ParseWait(p.val[pWait], s.b.MaxWait()); err != nil {
-			return "", nil, err
+			return "", nil, waitError(err, p.val[pWait], s.b.MaxWait())
 		}
 	}
 	return name, o, nil
+}
+
+// waitError names the bound of a wait over it: the server's longest wait
+// (leasehold serve's --max-wait). Apart, to keep a waiting request's stack
+// small.
+//
+//go:noinline
+func waitError(err error, v string, max time.Duration) error {
+	if d, perr := time.ParseDuration(v); perr == nil && d > max {
+		return &lease.InvalidError{Code: lease.CodeInvalidRequest, Message: fmt.Sprintf(
+			"the wait %s is longer than this server's longest, %s (its --max-wait): wait at most %s, and ask again if it runs out", d, max, max)}
+	}
+	return err
 }
 
 // acquireNow runs an acquire that does not wait, bounded by the Redis

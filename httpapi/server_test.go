@@ -385,3 +385,17 @@ func TestStatusOKHasNoTokenOutsideGrants(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitOverTheBoundNamesMaxWait: a wait over the server's longest says
+// that this is the server's --max-wait (it said only "out of range").
+func TestWaitOverTheBoundNamesMaxWait(t *testing.T) {
+	e := newEnv(t, nil)
+	r := e.do("POST", "/v1/leases/"+uniq(t)+"/acquire?wait=6m", "").want(t, 400, "invalid_request")
+	if m := r.str("message"); !strings.Contains(m, "--max-wait") || !strings.Contains(m, "5m0s") {
+		t.Errorf("got message %q, want it to name the server's --max-wait, 5m0s", m)
+	}
+	r = e.do("POST", "/v1/leases/"+uniq(t)+"/acquire?wait=-1s", "").want(t, 400, "invalid_request")
+	if m := r.str("message"); strings.Contains(m, "--max-wait") {
+		t.Errorf("a negative wait: got message %q, which blames --max-wait", m)
+	}
+}

@@ -97,12 +97,21 @@ func parseTTL(s string) (time.Duration, error) {
 	return d, nil
 }
 
-func parseWait(s string) (time.Duration, error) {
+// waitFlag is --wait: a duration, or forever.
+type waitFlag struct {
+	d       time.Duration
+	forever bool
+}
+
+func parseWait(s string) (waitFlag, error) {
+	if strings.EqualFold(s, "forever") {
+		return waitFlag{forever: true}, nil
+	}
 	d, err := lease.ParseWait(s, noMax)
 	if err != nil {
-		return 0, usageErr(fmt.Errorf("--wait: %w", err))
+		return waitFlag{}, usageErr(fmt.Errorf("--wait: %w (or --wait forever)", err))
 	}
-	return d, nil
+	return waitFlag{d: d}, nil
 }
 
 func usageErr(err error) error { return &exitError{code: exitUsage, err: err} }
@@ -195,7 +204,7 @@ type acquireCmd struct {
 	TTL          string `help:"Time to live, with a unit." default:"30s" env:"-"`
 	Holder       string `help:"Public label of who holds it (host, job id)." env:"-"`
 	Metadata     string `help:"A string returned by reads (at most 4 KiB)." env:"-"`
-	Wait         string `help:"How long to wait for the lease when it is held." default:"0" env:"-"`
+	Wait         string `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0" env:"-"`
 	ConflictExit int    `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75" env:"-"`
 }
 
@@ -224,7 +233,7 @@ func (c *acquireCmd) Run(e *env) error {
 		return exitFor(err, c.ConflictExit)
 	}
 	defer closeFn()
-	l, err := lc.Acquire(e.ctx, c.Name, &lease.AcquireOptions{TTL: ttl, Holder: c.Holder, Metadata: c.Metadata, Wait: wait})
+	l, err := acquireWaiting(e.ctx, lc, c.Name, lease.AcquireOptions{TTL: ttl, Holder: c.Holder, Metadata: c.Metadata}, wait)
 	if err != nil {
 		settle(lc, e.stderr, min(ttl, 10*time.Second))
 		return exitFor(err, c.ConflictExit)

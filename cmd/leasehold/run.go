@@ -21,7 +21,7 @@ type runCmd struct {
 	TTL          string   `help:"Time to live of the lease; it is renewed about every ttl/3." default:"30s" env:"-"`
 	Holder       string   `help:"Public label of who holds it (default: hostname)." env:"-"`
 	Metadata     string   `help:"A string returned by reads of the lease." env:"-"`
-	Wait         string   `help:"How long to wait for the lease when it is held." default:"0" env:"-"`
+	Wait         string   `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0" env:"-"`
 	Hold         string   `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew); at most the server's --max-ttl." default:"0" env:"-"`
 	KillAfter    string   `help:"After SIGTERM on losing the lease, SIGKILL the command this much later." default:"10s" env:"-"`
 	ConflictExit int      `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75" env:"-"`
@@ -92,7 +92,7 @@ func (c *runCmd) Run(e *env) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	l, sent, granted, sig, err := c.acquire(e.ctx, lc, sigs, &lease.AcquireOptions{TTL: ttl, Holder: holder, Metadata: c.Metadata, Wait: wait})
+	l, sent, granted, sig, err := c.acquire(e.ctx, lc, sigs, lease.AcquireOptions{TTL: ttl, Holder: holder, Metadata: c.Metadata}, wait)
 	if sig != nil {
 		if l != nil {
 			rctx, cancel := withoutCancel(e.ctx, ttl)
@@ -181,7 +181,7 @@ func (c *runCmd) Run(e *env) error {
 // sent; for a wait, when the answer came); the time at which the grant surely
 // existed; and the signal that stopped it (with a grant that came meanwhile,
 // to release).
-func (c *runCmd) acquire(ctx context.Context, lc lease.Interface, sigs <-chan os.Signal, o *lease.AcquireOptions) (l *lease.Lease, sent, granted time.Time, sig os.Signal, err error) {
+func (c *runCmd) acquire(ctx context.Context, lc lease.Interface, sigs <-chan os.Signal, o lease.AcquireOptions, w waitFlag) (l *lease.Lease, sent, granted time.Time, sig os.Signal, err error) {
 	sent = time.Now()
 	actx, cancel := context.WithCancel(ctx)
 	type result struct {
@@ -190,14 +190,14 @@ func (c *runCmd) acquire(ctx context.Context, lc lease.Interface, sigs <-chan os
 	}
 	res := make(chan result, 1)
 	go func() {
-		l, err := lc.Acquire(actx, c.Name, o)
+		l, err := acquireWaiting(actx, lc, c.Name, o, w)
 		res <- result{l, err}
 	}()
 	select {
 	case r := <-res:
 		cancel()
 		granted = time.Now()
-		if o.Wait > 0 {
+		if w.d > 0 || w.forever {
 			sent = granted
 		}
 		return r.l, sent, granted, nil, r.err

@@ -215,3 +215,46 @@ func TestRunHoldAboveMaxTTLIsAUsageError(t *testing.T) {
 		t.Errorf("got the job's runs %q, want one", b)
 	}
 }
+
+// TestWaitForeverOutlastsTheServersMaxWait: --wait forever waits past the
+// server's --max-wait (1s here) by asking again, for acquire and run, and
+// --wait over the bound is a usage error that names --max-wait and offers
+// forever. It used to be "the wait 6m0s is out of range: use 0 to 5m0s",
+// and forever was "--ttl: needs a unit".
+func TestWaitForeverOutlastsTheServersMaxWait(t *testing.T) {
+	url := startServerURL(t, "--max-wait", "1s")
+	r := lh(t, "acquire", name(t)+".over", "--wait", "6m", "--server", url)
+	if r.code != 64 || !strings.Contains(r.stderr, "--max-wait") || !strings.Contains(r.stderr, "--wait forever") {
+		t.Errorf("--wait 6m over a 1s --max-wait: exit %d, stderr %q; want 64 naming --max-wait and --wait forever", r.code, r.stderr)
+	}
+	for _, tc := range []struct {
+		name string
+		args func(n string) []string
+	}{
+		{"acquire", func(n string) []string { return []string{"acquire", n, "--wait", "forever", "--server", url} }},
+		{"run", func(n string) []string {
+			return []string{"run", n, "--wait", "Forever", "--server", url, "--", "sh", "-c", `echo "$LEASE_FENCE"`}
+		}},
+		{"acquire over redis", func(n string) []string { return []string{"acquire", n, "--wait", "forever", "--redis", srv.Addr()} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := name(t)
+			other, err := client(t).Acquire(bg, n, &lease.AcquireOptions{TTL: 2500 * time.Millisecond, Holder: "other"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := lh(t, tc.args(n)...)
+			if r.code != 0 || strings.TrimSpace(r.stdout) == "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 0 once the other's lease expired", r.code, r.stdout, r.stderr)
+			}
+			if r.took < 2*time.Second {
+				t.Errorf("took %v: want it to have waited for the other's 2.5s lease", r.took)
+			}
+			if tc.name == "run" {
+				if f, err := strconv.ParseInt(strings.TrimSpace(r.stdout), 10, 64); err != nil || f <= other.Fence {
+					t.Errorf("run printed fence %q, want one above the other's %d", r.stdout, other.Fence)
+				}
+			}
+		})
+	}
+}

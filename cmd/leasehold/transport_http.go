@@ -37,32 +37,74 @@ func checkHold(ctx context.Context, lc lease.Interface, ttl, hold time.Duration)
 	if hold <= ttl {
 		return nil
 	}
-	max, bound, err := maxTTL(ctx, lc)
-	if err != nil || bound == "" || hold <= max {
+	b, err := boundsOf(ctx, lc)
+	if err != nil || b.ttlFlag == "" || hold <= b.maxTTL {
 		return err
 	}
 	return usageErr(fmt.Errorf("--hold %s is longer than the longest lease granted, %s (%s): give --hold %s or less",
-		hold, max, bound, max))
+		hold, b.maxTTL, b.ttlFlag, b.maxTTL))
 }
 
-// maxTTL is the longest TTL that lc grants, and what sets it: a server's
-// --max-ttl, which it is asked for, or the Redis client's own bound. bound
-// is "" when lc cannot tell (a server older than GET /v1/limits): then the
-// grant alone says.
-func maxTTL(ctx context.Context, lc lease.Interface) (max time.Duration, bound string, err error) {
+// bounds are the longest TTL and wait that a transport grants, and what
+// sets each; a flag is "" when the transport cannot tell (a server older
+// than GET /v1/limits): then the answer alone says.
+type bounds struct {
+	maxTTL, maxWait   time.Duration
+	ttlFlag, waitFlag string
+}
+
+// boundsOf asks a server for its --max-ttl and --max-wait, or reads the
+// Redis client's own.
+func boundsOf(ctx context.Context, lc lease.Interface) (bounds, error) {
 	switch c := lc.(type) {
 	case *httpapi.Client:
 		l, err := c.Limits(ctx)
 		var se *httpapi.StatusError
 		if errors.As(err, &se) && se.Status == http.StatusNotFound {
-			return 0, "", nil
+			return bounds{}, nil
 		}
 		if err != nil {
-			return 0, "", err
+			return bounds{}, err
 		}
-		return l.MaxTTL, "the server's --max-ttl", nil
-	case interface{ MaxTTL() time.Duration }:
-		return c.MaxTTL(), "with --redis, the default --max-ttl", nil
+		return bounds{l.MaxTTL, l.MaxWait, "the server's --max-ttl", "the server's --max-wait"}, nil
+	case interface {
+		MaxTTL() time.Duration
+		MaxWait() time.Duration
+	}:
+		return bounds{c.MaxTTL(), c.MaxWait(), "with --redis, the default --max-ttl", "with --redis, the longest wait of one call"}, nil
 	}
-	return 0, "", nil
+	return bounds{}, nil
+}
+
+// acquireWaiting takes the lease, waiting as w says. A wait over the
+// transport's bound is a usage error that names the bound; forever waits
+// one bound at a time, again and again, until the lease is granted, an
+// error other than "held" comes, or ctx ends.
+func acquireWaiting(ctx context.Context, lc lease.Interface, name string, o lease.AcquireOptions, w waitFlag) (*lease.Lease, error) {
+	o.Wait = w.d
+	if w.d == 0 && !w.forever {
+		return lc.Acquire(ctx, name, &o)
+	}
+	b, err := boundsOf(ctx, lc)
+	if err != nil {
+		return nil, err
+	}
+	if !w.forever {
+		if b.waitFlag != "" && w.d > b.maxWait {
+			return nil, usageErr(fmt.Errorf("--wait %s is longer than the longest wait, %s (%s): give --wait %s or less, or --wait forever",
+				w.d, b.maxWait, b.waitFlag, b.maxWait))
+		}
+		return lc.Acquire(ctx, name, &o)
+	}
+	o.Wait = b.maxWait
+	if b.waitFlag == "" {
+		o.Wait = lease.DefaultMaxWait // a server too old to say: the usual bound
+	}
+	for {
+		l, err := lc.Acquire(ctx, name, &o)
+		var held *lease.HeldError
+		if !errors.As(err, &held) || ctx.Err() != nil {
+			return l, err
+		}
+	}
 }
