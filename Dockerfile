@@ -5,8 +5,9 @@
 #   docker build -t leasehold .
 #   docker run --rm -p 7070:7070 leasehold --redis redis://redis.internal:6379/0
 #
-# Arguments after the image name are appended to `leasehold serve --listen
-# 0.0.0.0:7070` (a later --listen wins). Every flag can also come from a
+# Arguments after the image name are appended to `leasehold serve`. It
+# listens on 0.0.0.0:7070 by the image's LEASEHOLD_LISTEN, which -e
+# LEASEHOLD_LISTEN=... or --listen replaces. Every flag can also come from a
 # LEASEHOLD_* environment variable, e.g. -e LEASEHOLD_REDIS=redis://... .
 # Without a Redis flag the server runs on its embedded in-memory store.
 
@@ -22,5 +23,6 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/leasehold /usr/local/bin/leasehold
 USER nonroot:nonroot
+ENV LEASEHOLD_LISTEN=0.0.0.0:7070
 EXPOSE 7070
-ENTRYPOINT ["/usr/local/bin/leasehold", "serve", "--listen", "0.0.0.0:7070"]
+ENTRYPOINT ["/usr/local/bin/leasehold", "serve"]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/url"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -21,13 +22,18 @@ import (
 // connFlags choose the transport of a client command: a Leasehold server
 // over HTTP (the default) or Redis itself.
 type connFlags struct {
-	Server    string `help:"Leasehold server URL (default http://127.0.0.1:7070)." default:"http://127.0.0.1:7070" env:"LEASEHOLD_SERVER" placeholder:"URL" group:"Connection"`
+	Server    string `help:"Leasehold server URL (default http://127.0.0.1:7070)." default:"${default_server}" env:"LEASEHOLD_SERVER" placeholder:"URL" group:"Connection"`
 	AuthToken string `help:"Bearer token for a server with auth on." env:"LEASEHOLD_TOKEN" placeholder:"TOKEN" group:"Connection"`
-	Redis     string `help:"Talk straight to Redis at this URL (redis://host:port/db, rediss:// for TLS) instead of a server." env:"-" placeholder:"URL" group:"Connection"`
+	Redis     string `help:"Talk straight to Redis at this URL (redis://host:port/db, rediss:// for TLS, or a bare host:port) instead of a server." placeholder:"URL" group:"Connection"`
 }
 
 // connect returns the transport the flags choose and a function that closes it.
 func (f *connFlags) connect() (lease.Interface, func(), error) {
+	if f.Redis != "" && f.Server != defaultServer {
+		return nil, nil, usageErr(fmt.Errorf("both a server (%s) and --redis (%s) are given, by flag or by "+
+			"LEASEHOLD_SERVER/LEASEHOLD_REDIS: give one of them (to override LEASEHOLD_REDIS, pass --redis '')",
+			f.Server, redactURL(f.Redis)))
+	}
 	if f.Redis != "" {
 		opts, err := parseRedisURL(f.Redis)
 		if err != nil {
@@ -38,6 +44,20 @@ func (f *connFlags) connect() (lease.Interface, func(), error) {
 		return lease.New(rdb, nil), func() { rdb.Close() }, nil
 	}
 	return newHTTPClient(f.Server, f.AuthToken)
+}
+
+// defaultServer is --server when neither the flag nor LEASEHOLD_SERVER gives one.
+const defaultServer = "http://127.0.0.1:7070"
+
+// redactURL is u without its password, for messages.
+func redactURL(u string) string {
+	if p, err := url.Parse(u); err == nil && p.User != nil {
+		if _, ok := p.User.Password(); ok {
+			p.User = url.UserPassword(p.User.Username(), "xxxxx")
+			return p.String()
+		}
+	}
+	return u
 }
 
 // parseRedisURL parses a Redis URL, taking a bare host:port (what redis-cli
@@ -201,11 +221,11 @@ type acquireCmd struct {
 	connFlags
 	outFlags
 	Name         string `arg:"" help:"Lease name: 1 to 200 bytes of A-Z a-z 0-9 . _ - :"`
-	TTL          string `help:"Time to live, with a unit." default:"30s" env:"-"`
-	Holder       string `help:"Public label of who holds it (host, job id)." env:"-"`
-	Metadata     string `help:"A string returned by reads (at most 4 KiB)." env:"-"`
-	Wait         string `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0" env:"-"`
-	ConflictExit int    `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75" env:"-"`
+	TTL          string `help:"Time to live, with a unit." default:"30s"`
+	Holder       string `help:"Public label of who holds it (host, job id)."`
+	Metadata     string `help:"A string returned by reads (at most 4 KiB)."`
+	Wait         string `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0"`
+	ConflictExit int    `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75"`
 }
 
 func (c *acquireCmd) Help() string {
@@ -251,7 +271,7 @@ type renewCmd struct {
 	outFlags
 	Name  string `arg:"" help:"Lease name."`
 	Token string `help:"The token acquire printed (default $LEASE_TOKEN, as set by leasehold run)." env:"LEASE_TOKEN" required:""`
-	TTL   string `help:"New time to live from now (default: the grant's latest TTL)." env:"-"`
+	TTL   string `help:"New time to live from now (default: the grant's latest TTL)."`
 }
 
 func (c *renewCmd) Help() string {
@@ -360,8 +380,8 @@ func (c *getCmd) Run(e *env) error {
 type listCmd struct {
 	connFlags
 	outFlags
-	Prefix string `help:"Only the leases whose names start with this." env:"-"`
-	Limit  int    `help:"Leases per request to the server (1 to 1000); every page is printed." default:"100" env:"-"`
+	Prefix string `help:"Only the leases whose names start with this."`
+	Limit  int    `help:"Leases per request to the server (1 to 1000); every page is printed." default:"100"`
 }
 
 func (c *listCmd) Help() string {

@@ -350,3 +350,45 @@ func TestHelpAndVersionTakeNoEnvironment(t *testing.T) {
 		})
 	}
 }
+
+// TestClientFlagsComeFromTheEnvironment: every client flag has its
+// LEASEHOLD_* variable (the contract's CLI section); LEASEHOLD_REDIS used
+// to be read by serve only, and --ttl, --holder, --wait had none. A server
+// and Redis both given is a usage error, never a silent choice.
+func TestClientFlagsComeFromTheEnvironment(t *testing.T) {
+	n := name(t)
+	run := func(env []string, args ...string) result {
+		cmd := command(args...)
+		cmd.Env = append(cmd.Env, env...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return wait(t, cmd, &out, &errb, time.Now())
+	}
+	r := run([]string{"LEASEHOLD_REDIS=" + srv.Addr(), "LEASEHOLD_TTL=7s", "LEASEHOLD_HOLDER=from-env"}, "acquire", n)
+	if r.code != 0 {
+		t.Fatalf("acquire with LEASEHOLD_REDIS: exit %d, stderr %q", r.code, r.stderr)
+	}
+	l, err := client(t).Get(bg, n)
+	if err != nil || l.Holder != "from-env" || l.TTL > 7*time.Second || l.TTL < 5*time.Second {
+		t.Fatalf("the lease: %+v, %v; want holder from-env, ttl about 7s", l, err)
+	}
+	r = run([]string{"LEASEHOLD_REDIS=" + srv.Addr(), "LEASEHOLD_CONFLICT_EXIT_CODE=3", "LEASEHOLD_QUIET=true"}, "run", n, "--", "true")
+	if r.code != 3 || r.stderr != "" {
+		t.Errorf("run on a held lease with LEASEHOLD_CONFLICT_EXIT_CODE=3, LEASEHOLD_QUIET: exit %d, stderr %q; want 3 and nothing", r.code, r.stderr)
+	}
+	r = run([]string{"LEASEHOLD_REDIS=" + srv.Addr(), "LEASEHOLD_WAIT=8s"}, "acquire", n)
+	if r.code != 0 || r.took < 4*time.Second {
+		t.Errorf("acquire with LEASEHOLD_WAIT=8s on a 7s lease: exit %d after %v (%q); want 0 after it expired", r.code, r.took, r.stderr)
+	}
+	r = run([]string{"LEASEHOLD_REDIS=" + srv.Addr()}, "get", n, "--server", "http://127.0.0.1:1")
+	if r.code != 64 || !strings.Contains(r.stderr, "give one of them") {
+		t.Errorf("--server with LEASEHOLD_REDIS: exit %d, stderr %q; want 64 saying to give one", r.code, r.stderr)
+	}
+	r = run([]string{"LEASEHOLD_REDIS=" + srv.Addr()}, "get", n, "--redis", "", "--server", "http://127.0.0.1:1")
+	if r.code != 69 {
+		t.Errorf("--redis '' overriding LEASEHOLD_REDIS, with a server that is not there: exit %d (%q), want 69", r.code, r.stderr)
+	}
+}

@@ -18,14 +18,14 @@ type runCmd struct {
 	connFlags
 	Name         string   `arg:"" help:"Lease name."`
 	Command      []string `arg:"" optional:"" help:"The command and its arguments, after --." placeholder:"-- COMMAND [ARGS...]"`
-	TTL          string   `help:"Time to live of the lease; it is renewed about every ttl/3." default:"30s" env:"-"`
-	Holder       string   `help:"Public label of who holds it (default: hostname)." env:"-"`
-	Metadata     string   `help:"A string returned by reads of the lease." env:"-"`
-	Wait         string   `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0" env:"-"`
-	Hold         string   `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew); at most the server's --max-ttl." default:"0" env:"-"`
-	KillAfter    string   `help:"After SIGTERM on losing the lease, SIGKILL the command this much later." default:"10s" env:"-"`
-	ConflictExit int      `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75" env:"-"`
-	Quiet        bool     `short:"q" help:"Say nothing when the lease is held by another (for cron, which mails any output)." env:"-"`
+	TTL          string   `help:"Time to live of the lease; it is renewed about every ttl/3." default:"30s"`
+	Holder       string   `help:"Public label of who holds it (default: hostname)."`
+	Metadata     string   `help:"A string returned by reads of the lease."`
+	Wait         string   `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0"`
+	Hold         string   `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew); at most the server's --max-ttl." default:"0"`
+	KillAfter    string   `help:"After SIGTERM on losing the lease, SIGKILL the command this much later." default:"10s"`
+	ConflictExit int      `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75"`
+	Quiet        bool     `short:"q" help:"Say nothing when the lease is held by another (for cron, which mails any output)."`
 }
 
 func (c *runCmd) Help() string {

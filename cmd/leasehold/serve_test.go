@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -42,7 +43,13 @@ var serveURLPattern = regexp.MustCompile(`url=(https?://\S+)`)
 
 func startServe(t *testing.T, bin string, env []string, args ...string) *serveProc {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	return startServeCmd(t, bin, env, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+}
+
+// startServeCmd is startServe with the whole command line after the binary.
+func startServeCmd(t *testing.T, bin string, env []string, args ...string) *serveProc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -479,5 +486,42 @@ func TestServeWithRedisCredentials(t *testing.T) {
 				t.Errorf("want the log to say the credentials were refused:\n%s", logs)
 			}
 		})
+	}
+}
+
+// TestImageListenComesFromItsEnvironment runs the Dockerfile's ENTRYPOINT
+// with its ENV and a user's -e LEASEHOLD_LISTEN (which docker puts after the
+// image's): the server listens where the user said. The ENTRYPOINT used to
+// carry --listen, which beat any -e LEASEHOLD_LISTEN without a word.
+func TestImageListenComesFromItsEnvironment(t *testing.T) {
+	b, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env, entry []string
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "ENV "):
+			env = append(env, strings.TrimPrefix(line, "ENV "))
+		case strings.HasPrefix(line, "ENTRYPOINT "):
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "ENTRYPOINT ")), &entry); err != nil {
+				t.Fatalf("ENTRYPOINT: %v", err)
+			}
+		}
+	}
+	if len(entry) < 2 || entry[1] != "serve" || !slices.Contains(env, "LEASEHOLD_LISTEN=0.0.0.0:7070") {
+		t.Fatalf("Dockerfile: ENTRYPOINT %q, ENV %q; want leasehold serve, listening by LEASEHOLD_LISTEN=0.0.0.0:7070", entry, env)
+	}
+	for _, a := range entry {
+		if strings.HasPrefix(a, "--listen") {
+			t.Fatalf("the ENTRYPOINT %q gives --listen, which beats -e LEASEHOLD_LISTEN", entry)
+		}
+	}
+	p := startServeCmd(t, buildServeBinary(t), append(env, "LEASEHOLD_LISTEN=127.0.0.1:0"), entry[1:]...)
+	if !strings.HasPrefix(p.url, "http://127.0.0.1:") {
+		t.Errorf("listening at %s, want the user's 127.0.0.1", p.url)
+	}
+	if code, logs := p.stop(t); code != 0 {
+		t.Errorf("exit %d after SIGTERM\n%s", code, logs)
 	}
 }
