@@ -75,6 +75,25 @@ func crontabJob(t *testing.T) string {
 	return ""
 }
 
+// crontabEnv is the variable lines (NAME=value) of examples/cron/crontab.
+func crontabEnv(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("crontab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 1 && !strings.HasPrefix(line, "#") && strings.Contains(f[0], "=") {
+			env = append(env, f[0])
+		}
+	}
+	if len(env) == 0 {
+		t.Fatal("no variable lines in crontab")
+	}
+	return env
+}
+
 // runConcurrently runs n copies of cmd() at once and returns their outputs.
 func runConcurrently(t *testing.T, n int, cmd func() *exec.Cmd) []string {
 	t.Helper()
@@ -110,13 +129,24 @@ func TestCrontabLineRunsOncePerPeriod(t *testing.T) {
 		t.Fatal(err)
 	}
 	line := crontabJob(t)
-	if !strings.Contains(line, "--hold 10m") || !strings.Contains(line, "/opt/jobs/hourly-report.sh") {
+	if !strings.Contains(line, "--hold 10m") || !strings.Contains(line, "/opt/jobs/hourly-report.sh") ||
+		!strings.HasPrefix(line, "/usr/local/bin/leasehold ") {
 		t.Fatalf("crontab line %q changed: update this test", line)
 	}
-	line = strings.NewReplacer("--hold 10m", "--hold 2s", "/opt/jobs/hourly-report.sh", job).Replace(line)
+	line = strings.NewReplacer("--hold 10m", "--hold 2s", "/opt/jobs/hourly-report.sh", job,
+		"/usr/local/bin/leasehold", leasehold).Replace(line)
+	var env []string
+	for _, kv := range crontabEnv(t) {
+		if strings.HasPrefix(kv, "LEASEHOLD_SERVER=") {
+			kv = "LEASEHOLD_SERVER=" + url
+		}
+		env = append(env, kv)
+	}
 	host := func() *exec.Cmd {
-		c := exec.Command("sh", "-c", line) // as cron runs it
-		c.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "LEASEHOLD_SERVER="+url)
+		// As cron runs it: /bin/sh -c, cron's own PATH, the crontab's
+		// variables and nothing else of ours.
+		c := exec.Command("/bin/sh", "-c", line)
+		c.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + dir, "SHELL=/bin/sh"}, env...)
 		return c
 	}
 	count := func() int {
