@@ -284,7 +284,23 @@ Examples:
   LEASE_TOKEN=$T leasehold renew nightly-report --json`
 }
 
+// checkToken refuses a --token that no server would take, before anything
+// is sent: "--token" with nothing after it, or "$T" of a failed acquire.
+func checkToken(tok string) error {
+	if tok == "" {
+		return usageErr(errors.New("--token is empty: give the token that acquire printed (--token \"$T\"), " +
+			"or set LEASE_TOKEN (leasehold run sets it for its command)"))
+	}
+	if err := lease.ValidateToken(tok); err != nil {
+		return usageErr(fmt.Errorf("--token: %w", err))
+	}
+	return nil
+}
+
 func (c *renewCmd) Run(e *env) error {
+	if err := checkToken(c.Token); err != nil {
+		return err
+	}
 	var ttl time.Duration
 	if c.TTL != "" {
 		var err error
@@ -326,6 +342,9 @@ Examples:
 }
 
 func (c *releaseCmd) Run(e *env) error {
+	if err := checkToken(c.Token); err != nil {
+		return err
+	}
 	lc, closeFn, err := c.connect()
 	if err != nil {
 		return exitFor(err, exitConflict)

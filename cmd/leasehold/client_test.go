@@ -188,6 +188,10 @@ func TestExitCodes(t *testing.T) {
 		{"hold 0s", []string{"run", "x", "--hold", "0s", "--redis", srv.URL(), "--", "true"}, 0, ""},
 		{"kill-after without unit", []string{"run", "x", "--kill-after", "5", "--redis", srv.URL(), "--", "true"}, 64, "kill-after"},
 		{"renew without token", []string{"renew", "x"}, 64, "--token"},
+		{"renew --token with no value", []string{"renew", "x", "--redis", srv.URL(), "--token"}, 64, "--token is empty"},
+		{"release --token that is no token", []string{"release", "x", "--token", "short"}, 64, "--token:"},
+		{"flag before the command", []string{"--ttl", "5s", "acquire", "x"}, 64, "--ttl is a flag of acquire, renew, run: put it after the command"},
+		{"unknown flag before the command", []string{"--bogus", "acquire", "x"}, 64, "unknown flag --bogus"},
 		{"redis down", []string{"acquire", "x", "--redis", down}, 69, "unavailable"},
 		{"redis down on get", []string{"get", "x", "--redis", down}, 69, "unavailable"},
 		{"server down", []string{"get", "x", "--server", "http://127.0.0.1:1"}, 69, "the Leasehold server is unavailable"},
@@ -390,5 +394,20 @@ func TestClientFlagsComeFromTheEnvironment(t *testing.T) {
 	r = run([]string{"LEASEHOLD_REDIS=" + srv.Addr()}, "get", n, "--redis", "", "--server", "http://127.0.0.1:1")
 	if r.code != 69 {
 		t.Errorf("--redis '' overriding LEASEHOLD_REDIS, with a server that is not there: exit %d (%q), want 69", r.code, r.stderr)
+	}
+}
+
+// TestNoArgumentsListsEveryCommand: leasehold alone prints the whole list of
+// commands and exits 64; it printed `expected one of "serve", "acquire",
+// "renew", "release", "get", ...`, cut off before run.
+func TestNoArgumentsListsEveryCommand(t *testing.T) {
+	r := lh(t)
+	if r.code != 64 || r.stdout != "" {
+		t.Errorf("got exit %d, stdout %q; want 64 and nothing on stdout", r.code, r.stdout)
+	}
+	for _, cmd := range []string{"serve", "acquire", "renew", "release", "get", "list", "run <name>", "give a command"} {
+		if !strings.Contains(r.stderr, cmd) {
+			t.Errorf("stderr %q does not mention %q", r.stderr, cmd)
+		}
 	}
 }

@@ -90,12 +90,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "leasehold:", err)
 		return exitFailure
 	}
+	if len(args) == 0 {
+		// The whole command list, not kong's `expected one of "serve", ...`.
+		parser.Stdout = stderr
+		parser.Parse([]string{"--help"})
+		fmt.Fprintln(stderr, "\nleasehold: give a command, like `leasehold serve` or `leasehold run NAME -- COMMAND`")
+		return exitUsage
+	}
 	kctx, err := parser.Parse(hoistConnFlags(args))
 	if exitCode >= 0 { // --help or --version
 		return exitCode
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "leasehold:", err)
+		fmt.Fprintln(stderr, "leasehold:", misplaced(parser, args, err))
 		return exitUsage
 	}
 	err = kctx.Run(&env{ctx: ctx, stdout: stdout, stderr: stderr})
@@ -111,6 +118,41 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "leasehold:", err)
 	return exitFailure
+}
+
+// misplaced explains an unknown flag that stands before the command but
+// is a flag of some commands: "leasehold --ttl 5s acquire x" is told to put
+// --ttl after acquire, not that --ttl is unknown.
+func misplaced(parser *kong.Kong, args []string, err error) error {
+	var cmd string
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			cmd = a
+			break
+		}
+	}
+	for _, a := range args {
+		if a == cmd {
+			break
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "--") || !strings.Contains(err.Error(), "--"+name) {
+			continue
+		}
+		var of []string
+		for _, n := range parser.Model.Children {
+			for _, f := range n.Flags {
+				if f.Name == name {
+					of = append(of, n.Name)
+				}
+			}
+		}
+		if len(of) > 0 {
+			return fmt.Errorf("--%s is a flag of %s: put it after the command, like `leasehold %s NAME --%s ...`",
+				name, strings.Join(of, ", "), of[0], name)
+		}
+	}
+	return err
 }
 
 // connFlagNames are the connection flags (connFlags) that may also stand
