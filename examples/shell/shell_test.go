@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/faultproxy"
 	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 )
@@ -77,8 +78,15 @@ type script struct {
 
 func (e *env) start(t *testing.T, ttl int, args ...string) *script {
 	t.Helper()
+	return e.startVia(t, e.url, ttl, nil, args...)
+}
+
+// startVia is start with the server at url and more environment.
+func (e *env) startVia(t *testing.T, url string, ttl int, more []string, args ...string) *script {
+	t.Helper()
 	s := &script{cmd: exec.Command("./with-lease.sh", args...), done: make(chan struct{})}
-	s.cmd.Env = append(os.Environ(), "LEASEHOLD_SERVER="+e.url, "LEASE_TTL="+strconv.Itoa(ttl), "KILL_AFTER=1")
+	s.cmd.Env = append(os.Environ(), "LEASEHOLD_SERVER="+url, "LEASE_TTL="+strconv.Itoa(ttl), "KILL_AFTER=1")
+	s.cmd.Env = append(s.cmd.Env, more...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.errb
 	// Its own process group, so that cleanup ends the renewer and the
 	// command too; and a Wait that returns even if one of them kept the
@@ -127,21 +135,21 @@ func waitFile(t *testing.T, path string) string {
 func TestScriptHoldsRenewsAndReleases(t *testing.T) {
 	e := setup(t)
 	dir := t.TempDir()
-	// A 3s lease (renewed every second) over 4.5s of work.
-	s := e.start(t, 3, "report", "sh", "-c", `echo "$LEASE_NAME $LEASE_FENCE $LEASE_TOKEN" > `+dir+`/env; sleep 4.5; echo done`)
+	// A 4s lease (renewed every second) over 6s of work.
+	s := e.start(t, 4, "report", "sh", "-c", `echo "$LEASE_NAME $LEASE_FENCE $LEASE_TOKEN" > `+dir+`/env; sleep 6; echo done`)
 	f := strings.Fields(waitFile(t, dir+"/env"))
 	if len(f) != 3 || f[0] != "report" {
 		t.Fatalf("the command got %q, want LEASE_NAME LEASE_FENCE LEASE_TOKEN", f)
 	}
 	fence, _ := strconv.ParseInt(f[1], 10, 64)
 	// Another taker is refused the whole time, past the TTL.
-	other := e.start(t, 3, "report", "true")
+	other := e.start(t, 4, "report", "true")
 	if code := other.finish(t, 5*time.Second); code != 75 {
 		t.Errorf("a second script got exit %d (%s), want 75", code, other.errb.String())
 	}
-	time.Sleep(3500 * time.Millisecond)
+	time.Sleep(4500 * time.Millisecond)
 	if l, err := e.c.Verify(bg, "report", lease.Proof{Token: f[2]}); err != nil || l.Fence != fence {
-		t.Errorf("3.5s into a 3s lease: Verify = %v, %v; want still held (renewed)", l, err)
+		t.Errorf("4.5s into a 4s lease: Verify = %v, %v; want still held (renewed)", l, err)
 	}
 	if code := s.finish(t, 5*time.Second); code != 0 || s.out.String() != "done\n" {
 		t.Errorf("got exit %d stdout %q (%s), want 0 and done", code, s.out.String(), s.errb.String())
@@ -151,10 +159,58 @@ func TestScriptHoldsRenewsAndReleases(t *testing.T) {
 	}
 }
 
+// TestScriptStopsTheCommandBeforeAnotherHolderIsGranted: the path to the
+// server hangs (a proxy that stops forwarding); the script must SIGTERM its
+// command before another client can be granted the lease, as leasehold run
+// does. It used to retry until the lease had expired by its own clock.
+func TestScriptStopsTheCommandBeforeAnotherHolderIsGranted(t *testing.T) {
+	e := setup(t)
+	p, err := faultproxy.New(strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	dir := t.TempDir()
+	s := e.startVia(t, "http://"+p.Addr(), 4, nil, "hung", "sh", "-c",
+		`trap 'echo term > `+dir+`/term; exit 9' TERM; echo up > `+dir+`/up; while :; do sleep 0.05; done`)
+	waitFile(t, dir+"/up")
+	time.Sleep(1200 * time.Millisecond) // a renewal or so through the proxy
+	p.Set(faultproxy.Hang)
+	hung := time.Now()
+	termAt := make(chan time.Time, 1)
+	go func() {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(dir + "/term"); err == nil {
+				termAt <- time.Now()
+				return
+			}
+		}
+		close(termAt)
+	}()
+	other, err := e.c.Acquire(bg, "hung", &lease.AcquireOptions{TTL: 10 * time.Second, Holder: "other", Wait: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("the other client's waiting acquire: %v", err)
+	}
+	granted := time.Now()
+	term, ok := <-termAt
+	if !ok {
+		t.Fatalf("the command got no SIGTERM within 10s of the hang (other granted %v after it)", granted.Sub(hung))
+	}
+	if !term.Before(granted) {
+		t.Errorf("the command got SIGTERM %v after the other client was granted the lease (hang at 0, grant at %v)",
+			term.Sub(granted), granted.Sub(hung))
+	}
+	t.Logf("SIGTERM %v before the other client's grant", granted.Sub(term).Round(time.Millisecond))
+	if code := s.finish(t, 5*time.Second); code != 76 {
+		t.Errorf("got exit %d (%s), want 76", code, s.errb.String())
+	}
+	e.c.Release(bg, "hung", other.Token)
+}
+
 func TestScriptStopsTheCommandWhenTheLeaseIsLost(t *testing.T) {
 	e := setup(t)
 	dir := t.TempDir()
-	s := e.start(t, 3, "job", "sh", "-c", `trap 'echo term > `+dir+`/term; exit 9' TERM; echo up > `+dir+`/up; while :; do sleep 0.1; done`)
+	s := e.start(t, 4, "job", "sh", "-c", `trap 'echo term > `+dir+`/term; exit 9' TERM; echo up > `+dir+`/up; while :; do sleep 0.1; done`)
 	waitFile(t, dir+"/up")
 	e.srv.Client(t).Del(bg, "leasehold:{job}")
 	if code := s.finish(t, 5*time.Second); code != 76 {
@@ -187,28 +243,28 @@ func TestScriptPassesSIGTERMAndReleases(t *testing.T) {
 func TestScriptKilledLetsTheLeaseExpire(t *testing.T) {
 	e := setup(t)
 	dir := t.TempDir()
-	s := e.start(t, 3, "killed", "sh", "-c", `echo up > `+dir+`/up; sleep 30`)
+	s := e.start(t, 4, "killed", "sh", "-c", `echo up > `+dir+`/up; sleep 30`)
 	waitFile(t, dir+"/up")
 	s.cmd.Process.Signal(syscall.SIGKILL) // the script alone: its renewer and command stay
-	// Renewed at most a second ago, a 3s lease is gone within 4s, plus the
+	// Renewed at most a second ago, a 4s lease is gone within 5s, plus the
 	// renewer's one last renewal if one was under way.
-	for deadline := time.Now().Add(6 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(7 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		_, err := e.c.Get(bg, "killed")
 		if errors.Is(err, lease.ErrNotFound) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("6s after the script was killed: Get = %v, want the lease expired", err)
+			t.Fatalf("7s after the script was killed: Get = %v, want the lease expired", err)
 		}
 	}
 }
 
 func TestScriptExitCodes(t *testing.T) {
 	e := setup(t)
-	if code := e.start(t, 3, "bad/name", "true").finish(t, 5*time.Second); code != 64 {
+	if code := e.start(t, 4, "bad/name", "true").finish(t, 5*time.Second); code != 64 {
 		t.Errorf("bad name: exit %d, want 64", code)
 	}
-	s := e.start(t, 3, "x")
+	s := e.start(t, 4, "x")
 	if code := s.finish(t, 5*time.Second); code != 64 {
 		t.Errorf("no command: exit %d, want 64", code)
 	}
@@ -218,7 +274,41 @@ func TestScriptExitCodes(t *testing.T) {
 	if err := s.cmd.Run(); s.cmd.ProcessState.ExitCode() != 69 {
 		t.Errorf("server down: %v (%s), want exit 69", err, s.errb.String())
 	}
-	if code := e.start(t, 3, "x", "sh", "-c", "exit 5").finish(t, 5*time.Second); code != 5 {
+	// curl's reason is quoted; it used to be thrown away ("cannot reach ...: ").
+	if msg := s.errb.String(); !strings.Contains(msg, "cannot reach http://127.0.0.1:1: ") || !strings.Contains(strings.ToLower(msg), "connect") {
+		t.Errorf("server down: stderr %q, want curl's reason after \"cannot reach http://127.0.0.1:1: \"", msg)
+	}
+	for _, bad := range []string{"LEASE_TTL=3", "LEASE_TTL=30s", "LEASE_WAIT=1m", "KILL_AFTER=x"} {
+		s := e.startVia(t, e.url, 30, []string{bad}, "x", "true")
+		if code := s.finish(t, 5*time.Second); code != 64 {
+			t.Errorf("%s: exit %d (%s), want 64", bad, code, s.errb.String())
+		}
+	}
+	if code := e.start(t, 4, "x", "sh", "-c", "exit 5").finish(t, 5*time.Second); code != 5 {
 		t.Errorf("command exit 5: got %d", code)
+	}
+}
+
+// TestScriptWaitsWithLeaseWait: LEASE_WAIT waits for a held lease (woken
+// when it expires here) and then runs the command; without it, 75 at once.
+func TestScriptWaitsWithLeaseWait(t *testing.T) {
+	e := setup(t)
+	other, err := e.c.Acquire(bg, "waited", &lease.AcquireOptions{TTL: 2 * time.Second, Holder: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := e.start(t, 4, "waited", "true").finish(t, 5*time.Second); code != 75 {
+		t.Errorf("without LEASE_WAIT: exit %d, want 75", code)
+	}
+	start := time.Now()
+	s := e.startVia(t, e.url, 4, []string{"LEASE_WAIT=10"}, "waited", "sh", "-c", `echo "$LEASE_FENCE"`)
+	if code := s.finish(t, 10*time.Second); code != 0 {
+		t.Fatalf("LEASE_WAIT=10: exit %d (%s), want 0", code, s.errb.String())
+	}
+	if f, err := strconv.ParseInt(strings.TrimSpace(s.out.String()), 10, 64); err != nil || f <= other.Fence {
+		t.Errorf("the command got fence %q, want one above the other's %d", s.out.String(), other.Fence)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("got the lease after %v, want after the other's 2s lease ran out", took)
 	}
 }
