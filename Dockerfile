@@ -25,4 +25,8 @@ COPY --from=build /out/leasehold /usr/local/bin/leasehold
 USER nonroot:nonroot
 ENV LEASEHOLD_LISTEN=0.0.0.0:7070
 EXPOSE 7070
+# Ready when the server answers GET /readyz (it and its Redis are up); health
+# finds the server by LEASEHOLD_LISTEN. With TLS on, override it.
+HEALTHCHECK --interval=10s --timeout=6s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/leasehold", "health", "--timeout", "5s"]
 ENTRYPOINT ["/usr/local/bin/leasehold", "serve"]

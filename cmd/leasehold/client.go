@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/url"
+	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -464,4 +466,72 @@ func dash(s string) string {
 // deadline, whatever happened to ctx.
 func withoutCancel(ctx context.Context, ttl time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), min(max(ttl, time.Second), 10*time.Second))
+}
+
+type healthCmd struct {
+	connFlags
+	Timeout time.Duration `help:"Give up after this long." default:"5s"`
+}
+
+func (c *healthCmd) Help() string {
+	return `Asks the server whether it is ready (GET /readyz: it answers and its Redis
+does), or with --redis, Redis itself. Exits 0 when ready, 69 when not, with
+the reason on stderr; prints nothing when ready. The image's HEALTHCHECK runs
+it: distroless has no shell or curl.
+
+Examples:
+  leasehold health                                  # the server at $LEASEHOLD_SERVER
+  leasehold health --server http://lh.internal:7070
+  leasehold health --redis 127.0.0.1:6379`
+}
+
+func (c *healthCmd) Run(e *env) error {
+	if c.Timeout <= 0 {
+		return usageErr(fmt.Errorf("--timeout %s: give a positive duration, like 5s", c.Timeout))
+	}
+	if c.Server == defaultServer && c.Redis == "" && os.Getenv("LEASEHOLD_SERVER") == "" {
+		c.Server = listenURL(os.Getenv("LEASEHOLD_LISTEN")) // in the image: where serve listens
+	}
+	lc, closeFn, err := c.connect()
+	if err != nil {
+		return exitFor(err, exitConflict)
+	}
+	defer closeFn()
+	p, ok := lc.(interface{ Ping(context.Context) error })
+	if !ok {
+		return fmt.Errorf("this transport cannot be asked whether it is ready")
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, c.Timeout)
+	defer cancel()
+	if err := p.Ping(ctx); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("no answer within --timeout %s: %w", c.Timeout, err)
+		}
+		if isAuthErr(err) {
+			return exitFor(err, exitConflict)
+		}
+		var be *lease.BackendError
+		if errors.As(err, &be) { // a read: "it was not applied" says nothing here
+			what := be.Backend
+			if what == "" {
+				what = "redis"
+			}
+			err = fmt.Errorf("%s: %w", what, be.Err)
+		}
+		return &exitError{code: exitUnavailable, err: fmt.Errorf("not ready: %w", err)}
+	}
+	return nil
+}
+
+// listenURL is the URL on this host of a server listening at addr (serve's
+// --listen): all interfaces are reached on loopback. "" is the default.
+func listenURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if addr == "" || err != nil {
+		return defaultServer
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

@@ -33,6 +33,7 @@ type cli struct {
 	Get     getCmd     `cmd:"" help:"Show a lease (never its token)."`
 	List    listCmd    `cmd:"" help:"List leases by name prefix."`
 	Run     runCmd     `cmd:"" help:"Run a command while holding a lease, like flock(1) across machines."`
+	Health  healthCmd  `cmd:"" help:"Exit 0 when the server (or Redis) is ready: for healthchecks."`
 
 	// Version has no LEASEHOLD_VERSION: a variable set to anything, even
 	// false, would turn every command into printing the version. kong

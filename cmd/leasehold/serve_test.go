@@ -498,8 +498,13 @@ func TestImageListenComesFromItsEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var env, entry []string
+	var env, entry, health []string
 	for _, line := range strings.Split(string(b), "\n") {
+		if _, cmd, ok := strings.Cut(line, "    CMD "); ok && strings.HasPrefix(cmd, "[") {
+			if err := json.Unmarshal([]byte(cmd), &health); err != nil {
+				t.Fatalf("HEALTHCHECK CMD: %v", err)
+			}
+		}
 		switch {
 		case strings.HasPrefix(line, "ENV "):
 			env = append(env, strings.TrimPrefix(line, "ENV "))
@@ -517,9 +522,19 @@ func TestImageListenComesFromItsEnvironment(t *testing.T) {
 			t.Fatalf("the ENTRYPOINT %q gives --listen, which beats -e LEASEHOLD_LISTEN", entry)
 		}
 	}
-	p := startServeCmd(t, buildServeBinary(t), append(env, "LEASEHOLD_LISTEN=127.0.0.1:0"), entry[1:]...)
+	bin := buildServeBinary(t)
+	p := startServeCmd(t, bin, append(env, "LEASEHOLD_LISTEN=127.0.0.1:0"), entry[1:]...)
 	if !strings.HasPrefix(p.url, "http://127.0.0.1:") {
 		t.Errorf("listening at %s, want the user's 127.0.0.1", p.url)
+	}
+	// The HEALTHCHECK, with the environment the server had (its real port).
+	if len(health) < 2 || health[1] != "health" {
+		t.Fatalf("Dockerfile HEALTHCHECK CMD %q, want leasehold health", health)
+	}
+	hc := exec.Command(bin, health[1:]...)
+	hc.Env = append(env, "LEASEHOLD_LISTEN="+strings.TrimPrefix(p.url, "http://"))
+	if out, err := hc.CombinedOutput(); err != nil {
+		t.Errorf("the HEALTHCHECK %q: %v\n%s", health, err, out)
 	}
 	if code, logs := p.stop(t); code != 0 {
 		t.Errorf("exit %d after SIGTERM\n%s", code, logs)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -256,5 +257,69 @@ func TestWaitForeverOutlastsTheServersMaxWait(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHealthExitsZeroOnlyWhenReady: leasehold health, for the image's
+// HEALTHCHECK (distroless has no curl): 0 and silent when the server and its
+// Redis answer; 69 with the reason when the server is not there or its Redis
+// is down; --redis asks Redis; with no --server it finds the server by
+// LEASEHOLD_LISTEN, as in the image.
+func TestHealthExitsZeroOnlyWhenReady(t *testing.T) {
+	rs := redistest.Start(t)
+	url := startServerOn(t, rs.URL())
+	withEnv := func(env []string, args ...string) result {
+		cmd := command(args...)
+		cmd.Env = append(cmd.Env, env...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return wait(t, cmd, &out, &errb, time.Now())
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want string
+	}{
+		{"ready", nil, []string{"health", "--server", url}, 0, ""},
+		{"ready by LEASEHOLD_SERVER", []string{"LEASEHOLD_SERVER=" + url}, []string{"health"}, 0, ""},
+		{"ready by LEASEHOLD_LISTEN", []string{"LEASEHOLD_LISTEN=" + strings.TrimPrefix(url, "http://")}, []string{"health"}, 0, ""},
+		{"redis", nil, []string{"health", "--redis", rs.Addr()}, 0, ""},
+		{"no server", nil, []string{"health", "--server", "http://127.0.0.1:1"}, 69, "not ready: the Leasehold server"},
+		{"no redis", nil, []string{"health", "--redis", "127.0.0.1:1"}, 69, "not ready: redis"},
+		{"bad timeout", nil, []string{"health", "--server", url, "--timeout", "0s"}, 64, "--timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := withEnv(tc.env, tc.args...)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) || (tc.code == 0 && r.stderr+r.stdout != "") {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", r.code, r.stdout, r.stderr, tc.code, tc.want)
+			}
+		})
+	}
+	rs.Kill()
+	r := lh(t, "health", "--server", url)
+	if r.code != 69 || !strings.Contains(r.stderr, "not ready") {
+		t.Errorf("with the server's Redis killed: exit %d, stderr %q; want 69, not ready", r.code, r.stderr)
+	}
+}
+
+func TestListenURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"":               "http://127.0.0.1:7070",
+		"0.0.0.0:7070":   "http://127.0.0.1:7070",
+		"[::]:8080":      "http://127.0.0.1:8080",
+		":9090":          "http://127.0.0.1:9090",
+		"10.0.0.5:7070":  "http://10.0.0.5:7070",
+		"lh.local:7070":  "http://lh.local:7070",
+		"[fe80::1]:7070": "http://[fe80::1]:7070",
+		"garbage":        "http://127.0.0.1:7070",
+	} {
+		if got := listenURL(in); got != want {
+			t.Errorf("listenURL(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
