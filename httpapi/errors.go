@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/leasehold/leasehold/internal/wire"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -16,16 +16,16 @@ import (
 // of bad input are lease's: lease.CodeInvalidName, CodeInvalidTTL,
 // CodeInvalidToken and CodeInvalidRequest.
 const (
-	CodeLeaseHeld          = "lease_held"
-	CodeNotHolder          = "not_holder"
-	CodeNotFound           = "not_found"
-	CodeUnauthorized       = "unauthorized"
-	CodeForbidden          = "forbidden"
-	CodeMethodNotAllowed   = "method_not_allowed"
-	CodePayloadTooLarge    = "payload_too_large"
-	CodeBackendUnavailable = "backend_unavailable"
-	CodeShuttingDown       = "shutting_down"
-	CodeInternal           = "internal"
+	CodeLeaseHeld          = wire.CodeLeaseHeld
+	CodeNotHolder          = wire.CodeNotHolder
+	CodeNotFound           = wire.CodeNotFound
+	CodeUnauthorized       = wire.CodeUnauthorized
+	CodeForbidden          = wire.CodeForbidden
+	CodeMethodNotAllowed   = wire.CodeMethodNotAllowed
+	CodePayloadTooLarge    = wire.CodePayloadTooLarge
+	CodeBackendUnavailable = wire.CodeBackendUnavailable
+	CodeShuttingDown       = wire.CodeShuttingDown
+	CodeInternal           = wire.CodeInternal
 	// codeCanceled is logged and counted when the client went away before
 	// its answer; nobody reads the body.
 	codeCanceled = "canceled"
@@ -33,7 +33,7 @@ const (
 
 // routeNotFound starts the message of a 404 for a path that is no route,
 // so that the client can tell it from a lease that is not found.
-const routeNotFound = "no such route"
+const routeNotFound = wire.RouteNotFound
 
 // statusClientClosed is nginx's 499: the client closed the request.
 const statusClientClosed = 499
@@ -169,52 +169,4 @@ func retryAfter(ttlMs int64) int {
 	return int(s)
 }
 
-func holderText(h string) string {
-	if h == "" {
-		return "an unnamed holder"
-	}
-	return strconv.Quote(h)
-}
-
-// Errors of the HTTP client that lease has no type for.
-
-var (
-	// ErrUnauthorized is matched by an *AuthError of status 401.
-	ErrUnauthorized = errors.New("httpapi: unauthorized")
-	// ErrForbidden is matched by an *AuthError of status 403.
-	ErrForbidden = errors.New("httpapi: forbidden")
-)
-
-// AuthError is a 401 or 403 answer: no, or a wrong, bearer token (401,
-// ErrUnauthorized), or a token whose scope does not cover the name (403,
-// ErrForbidden).
-type AuthError struct {
-	Status  int
-	Code    string
-	Message string
-}
-
-func (e *AuthError) Error() string {
-	return fmt.Sprintf("httpapi: %s (%d): %s", e.Code, e.Status, e.Message)
-}
-
-// Is reports whether target is ErrUnauthorized (for a 401) or ErrForbidden (for a 403).
-func (e *AuthError) Is(target error) bool {
-	return target == ErrUnauthorized && e.Status == http.StatusUnauthorized ||
-		target == ErrForbidden && e.Status == http.StatusForbidden
-}
-
-// StatusError is any other answer the client cannot turn into a lease
-// error: 413 payload_too_large, 405, a 500, or a body that is not the API's.
-type StatusError struct {
-	Status  int
-	Code    string // the "error" field, "" if the body had none
-	Message string
-}
-
-func (e *StatusError) Error() string {
-	if e.Code == "" {
-		return fmt.Sprintf("httpapi: the server answered %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
-	}
-	return fmt.Sprintf("httpapi: the server answered %d %s: %s", e.Status, e.Code, e.Message)
-}
+func holderText(h string) string { return wire.HolderText(h) }

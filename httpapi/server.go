@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/leasehold/leasehold/internal/wire"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -54,7 +55,7 @@ var _ Backend = (*lease.Client)(nil)
 
 // DefaultRedisTimeout bounds every Redis call that does not wait, unless
 // Options.RedisTimeout says otherwise.
-const DefaultRedisTimeout = 2 * time.Second
+const DefaultRedisTimeout = wire.DefaultRedisTimeout
 
 // Options configure a Server. A nil *Options is the zero value.
 type Options struct {
@@ -425,7 +426,7 @@ func (s *Server) acquired(c echo.Context, recv time.Time, o *lease.AcquireOption
 // acquire, the wait before it). The Client adds it to when it sent the
 // request, which gives the earliest moment the grant can have started by
 // its own clock, from which a Keeper counts the lease's life.
-const HeaderSentAfter = "Leasehold-Sent-After-Us"
+const HeaderSentAfter = wire.HeaderSentAfter
 
 // unknownAcquire is an acquire that may have been granted while the server
 // could not learn it (Redis timed out); ownToken says the client gave the

@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/leasehold/leasehold/httpapi"
+	"github.com/leasehold/leasehold/httpapi/httpclient"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/redis/go-redis/v9"
 )
@@ -46,7 +46,7 @@ func main() {
 		defer rdb.Close()
 		c = lease.New(rdb, nil)
 	} else {
-		c = httpapi.NewClient(*server, &httpapi.ClientOptions{Token: os.Getenv("LEASEHOLD_TOKEN")})
+		c = httpclient.New(*server, &httpclient.Options{Token: os.Getenv("LEASEHOLD_TOKEN")})
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

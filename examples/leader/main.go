@@ -27,7 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/leasehold/leasehold/httpapi"
+	"github.com/leasehold/leasehold/httpapi/httpclient"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/redis/go-redis/v9"
 )
@@ -59,7 +59,7 @@ func run() error {
 		defer rdb.Close()
 		c = lease.New(rdb, nil)
 	} else {
-		hc := httpapi.NewClient(*server, &httpapi.ClientOptions{Token: os.Getenv("LEASEHOLD_TOKEN")})
+		hc := httpclient.New(*server, &httpclient.Options{Token: os.Getenv("LEASEHOLD_TOKEN")})
 		defer hc.Close()
 		c = hc
 	}

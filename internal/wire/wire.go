@@ -1,0 +1,162 @@
+// Package wire holds what the Leasehold HTTP server and its Go client share:
+// the JSON bodies of API version 1, the error codes and the headers. Both
+// sides use these types, so they cannot disagree on a field name.
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/leasehold/leasehold/lease"
+)
+
+// The JSON bodies of API version 1. The server writes them and the client
+// reads them, so the two cannot disagree on a field name.
+
+// Grant answers acquire and renew: the only body with a token.
+type Grant struct {
+	Name      string `json:"name"`
+	Holder    string `json:"holder"`
+	Token     string `json:"token"`
+	Fence     int64  `json:"fence"`
+	TTLMs     int64  `json:"ttl_ms"`
+	ExpiresAt string `json:"expires_at"`
+	Metadata  string `json:"metadata"`
+}
+
+// Lease answers get and is an item of list: a grant without its token.
+type Lease struct {
+	Name      string `json:"name"`
+	Holder    string `json:"holder"`
+	Fence     int64  `json:"fence"`
+	TTLMs     int64  `json:"ttl_ms"`
+	ExpiresAt string `json:"expires_at"`
+	Metadata  string `json:"metadata"`
+}
+
+type Release struct {
+	Name     string `json:"name"`
+	Released bool   `json:"released"`
+}
+
+type Verify struct {
+	Name  string `json:"name"`
+	Valid bool   `json:"valid"`
+	Fence int64  `json:"fence"`
+	TTLMs int64  `json:"ttl_ms"`
+}
+
+type List struct {
+	Leases     []Lease `json:"leases"`
+	NextCursor string  `json:"next_cursor"`
+}
+
+// Limits answers GET /v1/limits: the server's bounds.
+type Limits struct {
+	MinTTLMs  int64 `json:"min_ttl_ms"`
+	MaxTTLMs  int64 `json:"max_ttl_ms"`
+	MaxWaitMs int64 `json:"max_wait_ms"`
+}
+
+type Status struct {
+	Status string `json:"status"`
+}
+
+// Error is every error. Name, Holder, Fence and TTLMs are set for
+// lease_held and not_holder; MayHaveApplied for backend_unavailable.
+type Error struct {
+	Error          string  `json:"error"`
+	Message        string  `json:"message"`
+	Name           string  `json:"name,omitempty"`
+	Holder         *string `json:"holder,omitempty"`
+	Fence          int64   `json:"fence,omitempty"`
+	TTLMs          *int64  `json:"ttl_ms,omitempty"`
+	MayHaveApplied *bool   `json:"may_have_applied,omitempty"`
+}
+
+// TimeFormat is RFC 3339 with milliseconds, always in UTC.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
+
+func NewGrant(l *lease.Lease) Grant {
+	return Grant{
+		Name: l.Name, Holder: l.Holder, Token: l.Token, Fence: l.Fence,
+		TTLMs: l.TTL.Milliseconds(), ExpiresAt: FormatTime(l.ExpiresAt), Metadata: l.Metadata,
+	}
+}
+
+func NewLease(l *lease.Lease) Lease {
+	return Lease{
+		Name: l.Name, Holder: l.Holder, Fence: l.Fence,
+		TTLMs: l.TTL.Milliseconds(), ExpiresAt: FormatTime(l.ExpiresAt), Metadata: l.Metadata,
+	}
+}
+
+func (b *Grant) Lease() (*lease.Lease, error) {
+	t, err := time.Parse(time.RFC3339Nano, b.ExpiresAt)
+	if err != nil {
+		return nil, err
+	}
+	return &lease.Lease{
+		Name: b.Name, Holder: b.Holder, Token: b.Token, Fence: b.Fence,
+		TTL: time.Duration(b.TTLMs) * time.Millisecond, ExpiresAt: t, Metadata: b.Metadata,
+	}, nil
+}
+
+func (b *Lease) Lease() (*lease.Lease, error) {
+	g := Grant{Name: b.Name, Holder: b.Holder, Fence: b.Fence, TTLMs: b.TTLMs, ExpiresAt: b.ExpiresAt, Metadata: b.Metadata}
+	return g.Lease()
+}
+
+// Marshal encodes v with a trailing newline, as curl users expect, and
+// without HTML escaping: bodies are read by people and programs, never
+// embedded in a page, and "<token>" must not read "\u003ctoken\u003e".
+func Marshal(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil { // only for types that cannot be encoded: none of the above
+		return []byte(`{"error":"internal","message":"the response could not be encoded"}` + "\n")
+	}
+	return b.Bytes()
+}
+
+// Error codes of the API, the "error" field of every error body. The codes
+// of bad input are lease's: lease.CodeInvalidName, CodeInvalidTTL,
+// CodeInvalidToken and CodeInvalidRequest.
+const (
+	CodeLeaseHeld          = "lease_held"
+	CodeNotHolder          = "not_holder"
+	CodeNotFound           = "not_found"
+	CodeUnauthorized       = "unauthorized"
+	CodeForbidden          = "forbidden"
+	CodeMethodNotAllowed   = "method_not_allowed"
+	CodePayloadTooLarge    = "payload_too_large"
+	CodeBackendUnavailable = "backend_unavailable"
+	CodeShuttingDown       = "shutting_down"
+	CodeInternal           = "internal"
+)
+
+// RouteNotFound starts the message of a 404 for a path that is no route,
+// so that the client can tell it from a lease that is not found.
+const RouteNotFound = "no such route"
+
+// HeaderSentAfter is the response header of a granted acquire: how many
+// microseconds after the server got the request it sent the Redis call
+// that granted it.
+const HeaderSentAfter = "Leasehold-Sent-After-Us"
+
+// DefaultRedisTimeout is the server's bound of each Redis call unless
+// configured otherwise (leasehold serve's --redis-timeout).
+const DefaultRedisTimeout = 2 * time.Second
+
+// HolderText is a holder for a message: quoted, or "an unnamed holder".
+func HolderText(h string) string {
+	if h == "" {
+		return "an unnamed holder"
+	}
+	return strconv.Quote(h)
+}
