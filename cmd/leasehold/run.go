@@ -16,16 +16,17 @@ import (
 
 type runCmd struct {
 	connFlags
-	Name         string   `arg:"" help:"Lease name."`
-	Command      []string `arg:"" optional:"" help:"The command and its arguments, after --." placeholder:"-- COMMAND [ARGS...]"`
-	TTL          string   `help:"Time to live of the lease; it is renewed about every ttl/3." default:"30s"`
-	Holder       string   `help:"Public label of who holds it (default: hostname)."`
-	Metadata     string   `help:"A string returned by reads of the lease."`
-	Wait         string   `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0"`
-	Hold         string   `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew); at most the server's --max-ttl." default:"0"`
-	KillAfter    string   `help:"After SIGTERM on losing the lease, SIGKILL the command this much later." default:"10s"`
-	ConflictExit int      `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75"`
-	Quiet        bool     `short:"q" help:"Say nothing when the lease is held by another (for cron, which mails any output)."`
+	Name          string   `arg:"" help:"Lease name."`
+	Command       []string `arg:"" optional:"" help:"The command and its arguments, after --." placeholder:"-- COMMAND [ARGS...]"`
+	TTL           string   `help:"Time to live of the lease; it is renewed about every ttl/3." default:"30s"`
+	Holder        string   `help:"Public label of who holds it (default: hostname)."`
+	Metadata      string   `help:"A string returned by reads of the lease."`
+	Wait          string   `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0"`
+	Hold          string   `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew); at most the server's --max-ttl." default:"0"`
+	HoldOnFailure bool     `name:"hold-on-failure" negatable:"" default:"true" help:"Keep --hold also when the command fails (exits non-zero); --no-hold-on-failure releases the lease at once then, so a failed job can run again in the same period."`
+	KillAfter     string   `help:"After SIGTERM on losing the lease, SIGKILL the command this much later." default:"10s"`
+	ConflictExit  int      `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75"`
+	Quiet         bool     `short:"q" help:"Say nothing when the lease is held by another (for cron, which mails any output)."`
 }
 
 func (c *runCmd) Help() string {
@@ -167,7 +168,11 @@ func (c *runCmd) Run(e *env) error {
 	}
 	fctx, cancel := withoutCancel(e.ctx, ttl)
 	defer cancel()
-	if err := lease.Finish(fctx, lc, k.Lease(), granted, hold); err != nil {
+	keep := hold
+	if exitCode(cmd.ProcessState) != 0 && !c.HoldOnFailure {
+		keep = 0 // released at once: a failed job may run again in the same period
+	}
+	if err := lease.Finish(fctx, lc, k.Lease(), granted, keep); err != nil {
 		fmt.Fprintf(e.stderr, "leasehold: after the command: %v\n", err)
 	}
 	if code := exitCode(cmd.ProcessState); code != 0 {

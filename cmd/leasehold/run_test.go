@@ -437,3 +437,46 @@ func TestRunSignalsItsCommandBeforeAnotherHolderIsGranted(t *testing.T) {
 	}
 	t.Logf("path hung at 0; SIGTERM reached the command at +%v; thief granted at +%v", termAt.Sub(hung).Round(time.Millisecond), granted.Sub(hung).Round(time.Millisecond))
 }
+
+// TestRunHoldOnFailure: by default --hold is kept whatever the command's
+// exit (a job runs at most once a period); --no-hold-on-failure releases the
+// lease at once when the command fails, so the failed job can run again.
+func TestRunHoldOnFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		flags  []string
+		script string
+		code   int
+		held   bool
+	}{
+		{"failed, default", nil, "exit 3", 3, true},
+		{"failed, --no-hold-on-failure", []string{"--no-hold-on-failure"}, "exit 3", 3, false},
+		{"succeeded, --no-hold-on-failure", []string{"--no-hold-on-failure"}, "exit 0", 0, true},
+		{"failed, LEASEHOLD_HOLD_ON_FAILURE=false", nil, "exit 4", 4, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := strings.NewReplacer(" ", "_", ",", "", "=", "-").Replace(name(t))
+			args := append([]string{"run", n, "--ttl", "2s", "--hold", "1m", "--redis", srv.URL()}, tc.flags...)
+			cmd := command(append(args, "--", "sh", "-c", tc.script)...)
+			if strings.Contains(tc.name, "LEASEHOLD_HOLD_ON_FAILURE") {
+				cmd.Env = append(cmd.Env, "LEASEHOLD_HOLD_ON_FAILURE=false")
+			}
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			r := wait(t, cmd, &out, &errb, time.Now())
+			if r.code != tc.code {
+				t.Errorf("exit %d (%s), want %d", r.code, r.stderr, tc.code)
+			}
+			l, err := client(t).Get(bg, n)
+			if tc.held && (err != nil || l.TTL < 50*time.Second) {
+				t.Errorf("after the command: Get = %v, %v; want held for the rest of the 1m hold", l, err)
+			}
+			if !tc.held && !errors.Is(err, lease.ErrNotFound) {
+				t.Errorf("after the command: Get = %v, %v; want released", l, err)
+			}
+		})
+	}
+}
