@@ -28,7 +28,8 @@ type LeaderCallbacks struct {
 	// before campaigning again or returning.
 	OnStartedLeading func(ctx context.Context, l *Lease)
 	// OnStoppedLeading is called after leadership ended and OnStartedLeading
-	// returned.
+	// returned, while the lease is being released: it does not wait for
+	// Redis. Run returns after both.
 	OnStoppedLeading func()
 	// OnNewLeader is called when the leader this candidate observes changes,
 	// with the new leader's identity (its own included). It is called from
@@ -308,11 +309,18 @@ func (e *Election) lead(ctx context.Context, k *Keeper) {
 	wg.Wait()
 	close(led)
 	// Release what is still ours: on loss this is a no-op, on ctx's end it
-	// hands over at once instead of after the TTL.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout(e.cfg.TTL))
-	e.Resign(rctx)
-	cancel()
+	// hands over at once instead of after the TTL. It goes on beside the
+	// callback, which must not wait for a Redis that does not answer:
+	// leadership has already ended.
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout(e.cfg.TTL))
+		e.Resign(rctx)
+		cancel()
+	}()
 	if f := e.cfg.Callbacks.OnStoppedLeading; f != nil {
 		f()
 	}
+	<-released
 }

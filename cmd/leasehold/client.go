@@ -41,7 +41,7 @@ func (f *connFlags) connect() (lease.Interface, func(), error) {
 		if err != nil {
 			return nil, nil, usageErr(fmt.Errorf("--redis %q: %v", f.Redis, err))
 		}
-		redis.SetLogger(quietLogger{}) // failures reach the user as errors, once
+		redis.SetLogger(lease.RedisLogger(nil, 0)) // failures reach the user as errors, once
 		rdb := redis.NewClient(opts)
 		return lease.New(rdb, nil), func() { rdb.Close() }, nil
 	}
@@ -96,11 +96,6 @@ func settle(lc lease.Interface, stderr io.Writer, limit time.Duration) {
 		fmt.Fprintln(stderr, "leasehold: gave up releasing it: it expires with its TTL")
 	}
 }
-
-// quietLogger drops go-redis's own log lines (dial retries and the like).
-type quietLogger struct{}
-
-func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // outFlags select machine output.
 type outFlags struct {

@@ -57,6 +57,8 @@ type serveCmd struct {
 
 func (s *serveCmd) Run(e *env) error {
 	log := newLogger(e.stderr, s.LogLevel, s.LogFormat)
+	// go-redis's own lines (dial retries in an outage) in our log's format.
+	redis.SetLogger(lease.RedisLogger(log, slog.LevelWarn))
 	if err := s.check(); err != nil {
 		return &exitError{code: exitUsage, err: err}
 	}

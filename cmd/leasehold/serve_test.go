@@ -540,3 +540,29 @@ func TestImageListenComesFromItsEnvironment(t *testing.T) {
 		t.Errorf("exit %d after SIGTERM\n%s", code, logs)
 	}
 }
+
+// TestServeLogsGoRedisLinesInItsOwnFormat: with Redis down, go-redis's own
+// dial-retry lines went to stderr raw ("redis: 2026/12/04 00:58:44
+// pool.go:770: ..."), between the server's structured lines; they are the
+// server's log lines now, at WARN.
+func TestServeLogsGoRedisLinesInItsOwnFormat(t *testing.T) {
+	p := startServe(t, buildServeBinary(t), nil, "--redis", "127.0.0.1:1", "--redis-timeout", "300ms")
+	for range 5 { // each failed request makes go-redis retry its dials
+		if resp, err := http.Get(p.url + "/readyz"); err == nil {
+			resp.Body.Close()
+		}
+	}
+	_, logs := p.stop(t)
+	var fromRedis int
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if !strings.HasPrefix(line, "time=") {
+			t.Errorf("a log line not in the server's format: %q", line)
+		}
+		if strings.Contains(line, "from=go-redis") && strings.Contains(line, "level=WARN") {
+			fromRedis++
+		}
+	}
+	if fromRedis == 0 {
+		t.Errorf("no go-redis line (from=go-redis, WARN) in the logs:\n%s", logs)
+	}
+}
