@@ -79,7 +79,14 @@ func command(args ...string) *exec.Cmd {
 // lh runs the binary to its end (at most 30s).
 func lh(t *testing.T, args ...string) result {
 	t.Helper()
+	return lhEnv(t, nil, args...)
+}
+
+// lhEnv is lh with more environment variables (KEY=value).
+func lhEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	cmd := command(args...)
+	cmd.Env = append(cmd.Env, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -313,17 +320,7 @@ func TestHelpAndVersionTakeNoEnvironment(t *testing.T) {
 	} {
 		n := fmt.Sprintf("TestHelpAndVersionTakeNoEnvironment.%d", i)
 		t.Run(strings.Join(env, " "), func(t *testing.T) {
-			run := func(args ...string) result {
-				t.Helper()
-				cmd := command(args...)
-				cmd.Env = append(cmd.Env, env...)
-				var out, errb bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &out, &errb
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				return wait(t, cmd, &out, &errb, time.Now())
-			}
+			run := func(args ...string) result { t.Helper(); return lhEnv(t, env, args...) }
 			r := run("acquire", n, "--ttl", "5s", "--redis", srv.URL())
 			token := strings.TrimSpace(r.stdout)
 			if r.code != 0 || lease.ValidateToken(token) != nil {
@@ -361,16 +358,7 @@ func TestHelpAndVersionTakeNoEnvironment(t *testing.T) {
 // and Redis both given is a usage error, never a silent choice.
 func TestClientFlagsComeFromTheEnvironment(t *testing.T) {
 	n := name(t)
-	run := func(env []string, args ...string) result {
-		cmd := command(args...)
-		cmd.Env = append(cmd.Env, env...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return wait(t, cmd, &out, &errb, time.Now())
-	}
+	run := func(env []string, args ...string) result { return lhEnv(t, env, args...) }
 	r := run([]string{"LEASEHOLD_REDIS=" + srv.Addr(), "LEASEHOLD_TTL=7s", "LEASEHOLD_HOLDER=from-env"}, "acquire", n)
 	if r.code != 0 {
 		t.Fatalf("acquire with LEASEHOLD_REDIS: exit %d, stderr %q", r.code, r.stderr)

@@ -457,16 +457,11 @@ func TestRunHoldOnFailure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			n := strings.NewReplacer(" ", "_", ",", "", "=", "-").Replace(name(t))
 			args := append([]string{"run", n, "--ttl", "2s", "--hold", "1m", "--redis", srv.URL()}, tc.flags...)
-			cmd := command(append(args, "--", "sh", "-c", tc.script)...)
+			var env []string
 			if strings.Contains(tc.name, "LEASEHOLD_HOLD_ON_FAILURE") {
-				cmd.Env = append(cmd.Env, "LEASEHOLD_HOLD_ON_FAILURE=false")
+				env = append(env, "LEASEHOLD_HOLD_ON_FAILURE=false")
 			}
-			var out, errb bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			r := wait(t, cmd, &out, &errb, time.Now())
+			r := lhEnv(t, env, append(args, "--", "sh", "-c", tc.script)...)
 			if r.code != tc.code {
 				t.Errorf("exit %d (%s), want %d", r.code, r.stderr, tc.code)
 			}

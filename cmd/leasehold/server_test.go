@@ -268,16 +268,7 @@ func TestWaitForeverOutlastsTheServersMaxWait(t *testing.T) {
 func TestHealthExitsZeroOnlyWhenReady(t *testing.T) {
 	rs := redistest.Start(t)
 	url := startServerOn(t, rs.URL())
-	withEnv := func(env []string, args ...string) result {
-		cmd := command(args...)
-		cmd.Env = append(cmd.Env, env...)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return wait(t, cmd, &out, &errb, time.Now())
-	}
+	withEnv := func(env []string, args ...string) result { return lhEnv(t, env, args...) }
 	for _, tc := range []struct {
 		name string
 		env  []string
