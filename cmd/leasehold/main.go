@@ -14,8 +14,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/alecthomas/kong"
 )
@@ -106,7 +109,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "leasehold:", misplaced(parser, args, err))
 		return exitUsage
 	}
+	var interrupted func() os.Signal
+	if cmd := strings.Fields(kctx.Command()); len(cmd) > 0 && cmd[0] != "serve" && cmd[0] != "run" {
+		// serve and run handle their signals; the others must not die in the
+		// middle of a call: a cancelled acquire undoes what it may have
+		// granted (settle) instead of leaving a lease nobody holds.
+		var stop func()
+		ctx, interrupted, stop = interruptible(ctx)
+		defer stop()
+	}
 	err = kctx.Run(&env{ctx: ctx, stdout: stdout, stderr: stderr})
+	if interrupted != nil {
+		if sig := interrupted(); sig != nil {
+			fmt.Fprintf(stderr, "leasehold: interrupted by %s\n", sig)
+			return 128 + int(sig.(syscall.Signal))
+		}
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -119,6 +137,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "leasehold:", err)
 	return exitFailure
+}
+
+// interruptible returns ctx cancelled by the first SIGINT, SIGTERM or
+// SIGHUP, a function that says which one came (nil: none), and one that
+// stops listening.
+func interruptible(parent context.Context) (context.Context, func() os.Signal, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var got atomic.Value
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			got.Store(s)
+			cancel()
+		case <-done:
+		}
+	}()
+	which := func() os.Signal {
+		s, _ := got.Load().(os.Signal)
+		return s
+	}
+	return ctx, which, func() { signal.Stop(sigs); close(done); cancel() }
 }
 
 // misplaced explains an unknown flag that stands before the command but
