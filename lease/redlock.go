@@ -224,7 +224,7 @@ func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions
 			return l, nil
 		}
 	}
-	return nil, r.heldErr(name, errs, r.undo(ctx, name, o.Token, ownToken, grants))
+	return nil, r.heldErr(name, errs, r.undo(ctx, name, o.Token, o.TTL, ownToken, grants, slices.Clone(errs)))
 }
 
 // decide makes the grants of one round (granted, a quorum, of which again
@@ -483,7 +483,13 @@ func (r *Redlock) align(ctx context.Context, name, token string, fence int64, id
 // holder and metadata, as after a Renew that reached it), and so does a
 // master whose answer was lost, which may hold it too; only the new grants
 // are released. The caller still knows the token of whatever remains.
-func (r *Redlock) undo(ctx context.Context, name, token string, ownToken bool, grants []grant) (mayRemain bool) {
+//
+// The releases run under ctx, so that a master that does not answer cannot
+// hold the call past its context. What ctx cut short is released in the
+// background (Settle waits for it) when the token is this call's own: no
+// later round reuses it, since the call is over; a caller's token is left
+// to its TTL, and the answer says a change may remain.
+func (r *Redlock) undo(ctx context.Context, name, token string, ttl time.Duration, ownToken bool, grants []grant, gerrs []error) (mayRemain bool) {
 	release := make([]bool, len(r.nodes))
 	for i, g := range grants {
 		switch {
@@ -500,12 +506,24 @@ func (r *Redlock) undo(ctx context.Context, name, token string, ownToken bool, g
 	if !slices.Contains(release, true) {
 		return mayRemain
 	}
-	each(context.WithoutCancel(ctx), r.nodes, func(ctx context.Context, i int, c *Client) (struct{}, error) {
+	_, errs := each(ctx, r.nodes, func(ctx context.Context, i int, c *Client) (struct{}, error) {
 		if !release[i] {
 			return struct{}{}, nil
 		}
 		return struct{}{}, c.Release(ctx, name, token)
 	})
+	if ctx.Err() == nil {
+		return mayRemain
+	}
+	for i, err := range errs {
+		switch {
+		case !release[i] || !unknown(err):
+		case ownToken: // after the master's acquire call, if it still runs
+			r.undoer.Undo(r.nodes[i], name, token, ttl, gerrs[i])
+		default:
+			mayRemain = true
+		}
+	}
 	return mayRemain
 }
 
