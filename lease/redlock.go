@@ -147,6 +147,36 @@ func (r *Redlock) quorumErr(op string, errs []error) error {
 		ok, len(r.nodes), r.quorum, errors.Join(errs...))}
 }
 
+// outOfRound tells apart, in errs of a round whose context was
+// roundContext's, the masters that the round's bound cut short while the
+// call's own context (parent) still runs: those did not answer in time, a
+// backend failure of theirs, not the caller's context ending.
+func (r *Redlock) outOfRound(parent context.Context, op string, errs []error) []error {
+	if parent.Err() != nil {
+		return errs
+	}
+	for i, err := range errs {
+		if errors.Is(err, context.DeadlineExceeded) {
+			errs[i] = &BackendError{Op: op, MayHaveApplied: true, Err: fmt.Errorf(
+				"master %s did not answer within a third of the TTL (%v)", addrOf(r.nodes[i]), err)}
+		}
+	}
+	return errs
+}
+
+// roundContext bounds one round of calls to the masters (an acquire's
+// grant, its raise, its undo, a renewal) by a third of the TTL: a master that has not
+// answered by then counts as failed for the round, as the Redlock algorithm
+// asks (a per-master timeout small against the TTL), so that one hung
+// master of three costs the others' grant at most that long instead of the
+// whole call. ttl 0 (a renewal keeping the grant's TTL): ctx alone.
+func roundContext(ctx context.Context, ttl time.Duration) (context.Context, context.CancelFunc) {
+	if ttl <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, ttl/3)
+}
+
 // drift is the clock drift allowance for a TTL.
 func drift(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
 
@@ -207,9 +237,11 @@ func (r *Redlock) tryOnce(ctx context.Context, name string, o *AcquireOptions, o
 // call made, which no grant can have had before it.
 func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
 	start := time.Now()
-	grants, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (grant, error) {
+	gctx, cancel := roundContext(ctx, o.TTL)
+	grants, errs := each(gctx, r.nodes, func(ctx context.Context, _ int, c *Client) (grant, error) {
 		return c.grant(ctx, name, o)
 	})
+	cancel()
 	var granted, again []int
 	for i, g := range grants {
 		if g.l != nil {
@@ -220,11 +252,17 @@ func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions
 		}
 	}
 	if len(granted) >= r.quorum {
-		if l := r.decide(ctx, name, o, start, grants, errs, granted, again); l != nil {
+		dctx, cancel := roundContext(ctx, o.TTL)
+		l := r.decide(dctx, name, o, start, grants, errs, granted, again)
+		cancel()
+		if l != nil {
 			return l, nil
 		}
 	}
-	return nil, r.heldErr(name, errs, r.undo(ctx, name, o.Token, o.TTL, ownToken, grants, slices.Clone(errs)))
+	uctx, cancel := roundContext(ctx, o.TTL)
+	defer cancel()
+	mayRemain := r.undo(uctx, name, o.Token, o.TTL, ownToken, grants, slices.Clone(errs))
+	return nil, r.heldErr(name, r.outOfRound(ctx, "acquire", errs), mayRemain)
 }
 
 // decide makes the grants of one round (granted, a quorum, of which again
@@ -614,9 +652,13 @@ func firstCtxErr(errs []error) error {
 // the quorum that carry another one are set to it.
 func (r *Redlock) Renew(ctx context.Context, name, token string, ttl time.Duration) (*Lease, error) {
 	start := time.Now()
+	cctx := ctx
+	ctx, cancel := roundContext(ctx, ttl)
+	defer cancel()
 	ls, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (*Lease, error) {
 		return c.Renew(ctx, name, token, ttl)
 	})
+	errs = r.outOfRound(cctx, "renew", errs)
 	if err := invalidOf(errs); err != nil {
 		return nil, err
 	}
