@@ -135,21 +135,21 @@ func waitFile(t *testing.T, path string) string {
 func TestScriptHoldsRenewsAndReleases(t *testing.T) {
 	e := setup(t)
 	dir := t.TempDir()
-	// A 4s lease (renewed every second) over 6s of work.
-	s := e.start(t, 4, "report", "sh", "-c", `echo "$LEASE_NAME $LEASE_FENCE $LEASE_TOKEN" > `+dir+`/env; sleep 6; echo done`)
+	// A 5s lease (renewed every second) over 7.5s of work.
+	s := e.start(t, 5, "report", "sh", "-c", `echo "$LEASE_NAME $LEASE_FENCE $LEASE_TOKEN" > `+dir+`/env; sleep 7.5; echo done`)
 	f := strings.Fields(waitFile(t, dir+"/env"))
 	if len(f) != 3 || f[0] != "report" {
 		t.Fatalf("the command got %q, want LEASE_NAME LEASE_FENCE LEASE_TOKEN", f)
 	}
 	fence, _ := strconv.ParseInt(f[1], 10, 64)
 	// Another taker is refused the whole time, past the TTL.
-	other := e.start(t, 4, "report", "true")
+	other := e.start(t, 5, "report", "true")
 	if code := other.finish(t, 5*time.Second); code != 75 {
 		t.Errorf("a second script got exit %d (%s), want 75", code, other.errb.String())
 	}
-	time.Sleep(4500 * time.Millisecond)
+	time.Sleep(5500 * time.Millisecond)
 	if l, err := e.c.Verify(bg, "report", lease.Proof{Token: f[2]}); err != nil || l.Fence != fence {
-		t.Errorf("4.5s into a 4s lease: Verify = %v, %v; want still held (renewed)", l, err)
+		t.Errorf("5.5s into a 5s lease: Verify = %v, %v; want still held (renewed)", l, err)
 	}
 	if code := s.finish(t, 5*time.Second); code != 0 || s.out.String() != "done\n" {
 		t.Errorf("got exit %d stdout %q (%s), want 0 and done", code, s.out.String(), s.errb.String())
@@ -171,7 +171,7 @@ func TestScriptStopsTheCommandBeforeAnotherHolderIsGranted(t *testing.T) {
 	}
 	t.Cleanup(p.Close)
 	dir := t.TempDir()
-	s := e.startVia(t, "http://"+p.Addr(), 4, nil, "hung", "sh", "-c",
+	s := e.startVia(t, "http://"+p.Addr(), 5, nil, "hung", "sh", "-c",
 		`trap 'echo term > `+dir+`/term; exit 9' TERM; echo up > `+dir+`/up; while :; do sleep 0.05; done`)
 	waitFile(t, dir+"/up")
 	time.Sleep(1200 * time.Millisecond) // a renewal or so through the proxy
@@ -210,7 +210,7 @@ func TestScriptStopsTheCommandBeforeAnotherHolderIsGranted(t *testing.T) {
 func TestScriptStopsTheCommandWhenTheLeaseIsLost(t *testing.T) {
 	e := setup(t)
 	dir := t.TempDir()
-	s := e.start(t, 4, "job", "sh", "-c", `trap 'echo term > `+dir+`/term; exit 9' TERM; echo up > `+dir+`/up; while :; do sleep 0.1; done`)
+	s := e.start(t, 5, "job", "sh", "-c", `trap 'echo term > `+dir+`/term; exit 9' TERM; echo up > `+dir+`/up; while :; do sleep 0.1; done`)
 	waitFile(t, dir+"/up")
 	e.srv.Client(t).Del(bg, "leasehold:{job}")
 	if code := s.finish(t, 5*time.Second); code != 76 {
@@ -243,28 +243,28 @@ func TestScriptPassesSIGTERMAndReleases(t *testing.T) {
 func TestScriptKilledLetsTheLeaseExpire(t *testing.T) {
 	e := setup(t)
 	dir := t.TempDir()
-	s := e.start(t, 4, "killed", "sh", "-c", `echo up > `+dir+`/up; sleep 30`)
+	s := e.start(t, 5, "killed", "sh", "-c", `echo up > `+dir+`/up; sleep 30`)
 	waitFile(t, dir+"/up")
 	s.cmd.Process.Signal(syscall.SIGKILL) // the script alone: its renewer and command stay
-	// Renewed at most a second ago, a 4s lease is gone within 5s, plus the
+	// Renewed at most a second ago, a 5s lease is gone within 6s, plus the
 	// renewer's one last renewal if one was under way.
-	for deadline := time.Now().Add(7 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(8 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		_, err := e.c.Get(bg, "killed")
 		if errors.Is(err, lease.ErrNotFound) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("7s after the script was killed: Get = %v, want the lease expired", err)
+			t.Fatalf("8s after the script was killed: Get = %v, want the lease expired", err)
 		}
 	}
 }
 
 func TestScriptExitCodes(t *testing.T) {
 	e := setup(t)
-	if code := e.start(t, 4, "bad/name", "true").finish(t, 5*time.Second); code != 64 {
+	if code := e.start(t, 5, "bad/name", "true").finish(t, 5*time.Second); code != 64 {
 		t.Errorf("bad name: exit %d, want 64", code)
 	}
-	s := e.start(t, 4, "x")
+	s := e.start(t, 5, "x")
 	if code := s.finish(t, 5*time.Second); code != 64 {
 		t.Errorf("no command: exit %d, want 64", code)
 	}
@@ -278,13 +278,13 @@ func TestScriptExitCodes(t *testing.T) {
 	if msg := s.errb.String(); !strings.Contains(msg, "cannot reach http://127.0.0.1:1: ") || !strings.Contains(strings.ToLower(msg), "connect") {
 		t.Errorf("server down: stderr %q, want curl's reason after \"cannot reach http://127.0.0.1:1: \"", msg)
 	}
-	for _, bad := range []string{"LEASE_TTL=3", "LEASE_TTL=30s", "LEASE_WAIT=1m", "KILL_AFTER=x"} {
+	for _, bad := range []string{"LEASE_TTL=3", "LEASE_TTL=4", "LEASE_TTL=30s", "LEASE_WAIT=1m", "KILL_AFTER=x"} {
 		s := e.startVia(t, e.url, 30, []string{bad}, "x", "true")
 		if code := s.finish(t, 5*time.Second); code != 64 {
 			t.Errorf("%s: exit %d (%s), want 64", bad, code, s.errb.String())
 		}
 	}
-	if code := e.start(t, 4, "x", "sh", "-c", "exit 5").finish(t, 5*time.Second); code != 5 {
+	if code := e.start(t, 5, "x", "sh", "-c", "exit 5").finish(t, 5*time.Second); code != 5 {
 		t.Errorf("command exit 5: got %d", code)
 	}
 }
@@ -297,11 +297,11 @@ func TestScriptWaitsWithLeaseWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code := e.start(t, 4, "waited", "true").finish(t, 5*time.Second); code != 75 {
+	if code := e.start(t, 5, "waited", "true").finish(t, 5*time.Second); code != 75 {
 		t.Errorf("without LEASE_WAIT: exit %d, want 75", code)
 	}
 	start := time.Now()
-	s := e.startVia(t, e.url, 4, []string{"LEASE_WAIT=10"}, "waited", "sh", "-c", `echo "$LEASE_FENCE"`)
+	s := e.startVia(t, e.url, 5, []string{"LEASE_WAIT=10"}, "waited", "sh", "-c", `echo "$LEASE_FENCE"`)
 	if code := s.finish(t, 10*time.Second); code != 0 {
 		t.Fatalf("LEASE_WAIT=10: exit %d (%s), want 0", code, s.errb.String())
 	}

@@ -10,7 +10,7 @@
 # Environment:
 #   LEASEHOLD_SERVER  server URL (default http://127.0.0.1:7070)
 #   LEASEHOLD_TOKEN   bearer token, when the server has auth on
-#   LEASE_TTL         lease TTL in whole seconds, at least 4 (default 30)
+#   LEASE_TTL         lease TTL in whole seconds, at least 5 (default 30)
 #   LEASE_WAIT        seconds to wait for the lease when it is held, at most
 #                     the server's --max-wait (default 0: do not wait)
 #   KILL_AFTER        seconds between SIGTERM and SIGKILL on loss (default 10)
@@ -40,8 +40,8 @@ kill_after=${KILL_AFTER:-10}
 case $ttl in '' | *[!0-9]*) echo "$0: LEASE_TTL must be whole seconds, like 30" >&2; exit 64 ;; esac
 case $wait_s in '' | *[!0-9]*) echo "$0: LEASE_WAIT must be whole seconds, like 60" >&2; exit 64 ;; esac
 case $kill_after in '' | *[!0-9]*) echo "$0: KILL_AFTER must be whole seconds, like 10" >&2; exit 64 ;; esac
-# Below 4 s, the margin that whole seconds need leaves no time to renew.
-if [ "$ttl" -lt 4 ]; then echo "$0: LEASE_TTL must be at least 4" >&2; exit 64; fi
+# Below 5 s, the margins that whole seconds need leave no time to renew.
+if [ "$ttl" -lt 5 ]; then echo "$0: LEASE_TTL must be at least 5" >&2; exit 64; fi
 every=$((ttl / 3))
 
 # curl's own reason for a failure ("Connection refused", "timed out"), which
@@ -102,11 +102,12 @@ trap '[ -n "$work" ] && kill -TERM "$work" 2>/dev/null' INT TERM HUP
 work=$!
 
 # The renewer: every TTL/3, renew; a 404/409 means the lease is gone; any
-# other failure is retried every second. Nothing it waits for (a sleep, a
-# renewal) may end later than 2 s before the lease would expire, counted in
-# whole seconds from the send of the last renewal that succeeded (date +%s
-# rounds down: up to 1 s of it is rounding), so the lease is given up a
-# second or more before any other client can be granted it.
+# other failure is retried every second. No renewal may end later than 2 s
+# before the lease would expire, counted in whole seconds from the send of
+# the last renewal that succeeded (date +%s rounds down: up to 1 s of it is
+# rounding), so the lease is given up a second or more before any other
+# client can be granted it; and a sleep ends early enough (4 s before) that
+# the renewal after it still has a second to run, however the seconds fall.
 (
 	trap - INT TERM HUP EXIT
 	expires=$((acquired + ttl))
@@ -114,7 +115,7 @@ work=$!
 	why=""
 	while :; do
 		now=$(date +%s)
-		nap=$((expires - now - 2))
+		nap=$((expires - now - 4))
 		[ "$nap" -gt "$pause" ] && nap=$pause
 		if [ "$nap" -gt 0 ]; then
 			sleep "$nap" </dev/null >/dev/null 2>&1 || exit 0
