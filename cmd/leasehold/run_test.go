@@ -357,14 +357,7 @@ func TestRunInterruptedDuringItsAcquireLeavesNoGrant(t *testing.T) {
 	s := startLH(t, "run", n, "--ttl", "1h", "--server", url, "--", "sh", "-c", "echo ran > "+dir+"/ran")
 	// Interrupt once the acquire has reached Redis and been granted, before
 	// its answer is back.
-	deadline := time.Now().Add(5 * time.Second)
-	rdb := srv.Client(t)
-	for k, _ := rdb.Exists(bg, "leasehold:{"+n+"}").Result(); k == 0; k, _ = rdb.Exists(bg, "leasehold:{"+n+"}").Result() {
-		if time.Now().After(deadline) {
-			t.Fatal("the acquire never reached Redis")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitGranted(t, n)
 	syscall.Kill(s.pid, syscall.SIGINT)
 	r := s.finish(t, 15*time.Second)
 	if r.code != 128+int(syscall.SIGINT) || exists(dir+"/ran") {
@@ -493,14 +486,7 @@ func TestAcquireInterruptedDuringItsCallLeavesNoGrant(t *testing.T) {
 			n := strings.TrimPrefix(name(t), "-")
 			p.SetDelay(400 * time.Millisecond)
 			s := startLH(t, append([]string{"acquire", n, "--ttl", "1h"}, via...)...)
-			deadline := time.Now().Add(5 * time.Second)
-			rdb := srv.Client(t)
-			for k, _ := rdb.Exists(bg, "leasehold:{"+n+"}").Result(); k == 0; k, _ = rdb.Exists(bg, "leasehold:{"+n+"}").Result() {
-				if time.Now().After(deadline) {
-					t.Fatal("the acquire never reached Redis")
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
+			waitGranted(t, n)
 			syscall.Kill(s.pid, syscall.SIGINT)
 			r := s.finish(t, 15*time.Second)
 			p.SetDelay(0)
@@ -511,5 +497,20 @@ func TestAcquireInterruptedDuringItsCallLeavesNoGrant(t *testing.T) {
 				t.Errorf("after acquire exited, %q is still held (fence %d) for another %v by a grant nobody has the token of", n, l.Fence, l.TTL)
 			}
 		})
+	}
+}
+
+// waitGranted waits until the lease n exists in Redis: an acquire has
+// reached it and been granted, whether or not its answer is back.
+func waitGranted(t *testing.T, n string) {
+	t.Helper()
+	rdb := srv.Client(t)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		if k, _ := rdb.Exists(bg, "leasehold:{"+n+"}").Result(); k == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the acquire never reached Redis")
+		}
 	}
 }
