@@ -24,17 +24,31 @@ func PipelineLoneCalls() (restore func()) {
 	return func() { pipelineLoneCalls = false }
 }
 
-// Waiters is how many Acquire calls of c wait for name.
+// Waiters is how many Acquire calls of c wait for name and have made
+// their first attempt (so are queued in Redis, unless granted).
 func (c *Client) Waiters(name string) int {
 	s := c.sub
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := 0
 	for _, pc := range s.conns {
 		if t := pc.topics[c.channel(name)]; t != nil {
-			return len(t.queue)
+			for _, w := range t.waiters {
+				if !w.first.IsZero() {
+					n++
+				}
+			}
 		}
 	}
-	return 0
+	return n
+}
+
+// SetLinger changes, for Clients made after it, how long a channel stays
+// subscribed after its last waiter left.
+func SetLinger(d time.Duration) (restore func()) {
+	old := subscriptionLinger
+	subscriptionLinger = d
+	return func() { subscriptionLinger = old }
 }
 
 // Conns is how many pub/sub connections c has open or opening.

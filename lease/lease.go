@@ -61,7 +61,8 @@ var (
 	acquireScript = newScript(lua.Acquire, 2)
 	renewScript   = newScript(lua.Renew, 1)
 	releaseScript = newScript(lua.Release, 2)
-	inspectScript = newScript(lua.Inspect, 1)
+	leaveScript   = newScript(lua.Leave, 2)
+	inspectScript = newScript(lua.Inspect, 2)
 )
 
 // Lease is one grant of a name. Token is set only for the acquirer (Acquire
@@ -79,8 +80,12 @@ type Lease struct {
 	// Sent is when, by this process's clock, the request that made this
 	// grant (or renewal) was sent: Redis applied it later, so the lease
 	// lives at least until Sent + TTL by Redis's clock. A Keeper counts the
-	// lease's life from it. Zero for reads.
+	// lease's life from it. Zero for reads. For a lease handed over to a
+	// waiter it is when the waiter's last attempt that found the lease held
+	// was sent, which Redis ran before the hand-over.
 	Sent time.Time
+	// Waiting is, for reads, how many callers wait in the name's queue.
+	Waiting int
 }
 
 // AcquireOptions are the optional parts of an Acquire. A nil *AcquireOptions
@@ -97,11 +102,13 @@ type AcquireOptions struct {
 	// Metadata is a string returned by reads, at most 4 KiB.
 	Metadata string
 	// Wait is how long to wait for the lease when it is held. Default 0: answer
-	// *HeldError at once. A waiter is woken by the holder's release or takes
-	// the lease when the holder's TTL runs out, without polling; waiters of
-	// one Client are served in arrival order. When the wait ends the error is
-	// the last *HeldError. The context's deadline also ends a wait, with an
-	// error that wraps ctx.Err(); it does not make Acquire wait by itself.
+	// *HeldError at once. A waiter joins the name's queue in Redis and is
+	// handed the lease by the holder's release, or takes it when the holder's
+	// TTL runs out, without polling; waiters are served in arrival order
+	// across every process that shares the Redis (see docs/waiting.md). When
+	// the wait ends the error is the last *HeldError. The context's deadline
+	// also ends a wait, with an error that wraps ctx.Err(); it does not make
+	// Acquire wait by itself.
 	Wait time.Duration
 }
 
@@ -150,8 +157,13 @@ var _ Interface = (*Client)(nil)
 // Options configure a Client. A nil *Options is the zero value.
 type Options struct {
 	// KeyPrefix starts every key. Default "leasehold:", so a lease named N is
-	// the hash "leasehold:{N}" and its fence counter "leasehold:{N}:fence".
+	// the hash "leasehold:{N}" and its queue of waiters "leasehold:{N}:q".
 	KeyPrefix string
+	// FenceRetention is how long a name keeps its last fence after its last
+	// grant ends; after it the name costs nothing in Redis and its next
+	// fence rests on Redis's clock alone (see docs/engine.md). Default
+	// DefaultFenceRetention (24h); never less than MaxTTL.
+	FenceRetention time.Duration
 	// MaxTTL is the largest TTL granted. Default DefaultMaxTTL (24h).
 	MaxTTL time.Duration
 	// MaxWait is the longest wait an Acquire may ask for. Default 5m.
@@ -179,20 +191,25 @@ type Options struct {
 // DefaultMaxWait is the longest wait unless Options.MaxWait says otherwise.
 const DefaultMaxWait = 5 * time.Minute
 
+// DefaultFenceRetention is how long a name keeps its last fence after its
+// last grant, unless Options.FenceRetention says otherwise.
+const DefaultFenceRetention = 24 * time.Hour
+
 // Client takes leases on Redis. It is safe for concurrent use.
 type Client struct {
 	rdb     redis.UniversalClient
 	prefix  string
 	maxTTL  time.Duration
 	maxWait time.Duration
-	sharded bool        // Redis Cluster: announce with SPUBLISH
-	sub     *subscriber // waiters' shared subscription to releases
-	// announce is release.lua's ARGV[2], boxed once: "s" (SPUBLISH) when
-	// sharded, else "p" (PUBLISH).
+	// retention is the fence retention in ms, boxed once for the scripts.
+	retention any
+	sharded   bool        // Redis Cluster: announce with SPUBLISH
+	sub       *subscriber // waiters' subscriptions to their hand-overs
+	// announce is the scripts' "how to tell a waiter", boxed once: "s"
+	// (SPUBLISH) when sharded, else "p" (PUBLISH).
 	announce any
-	// id names this Client in the waiter marks of the scripts (field w): a
-	// release hands a lease over to this Client's next waiter only when no
-	// other client's callers wait for it.
+	// id names this Client in its waiters' queue entries: a hand-over to
+	// one of them is told on the channel PREFIX{NAME}:w:ID.
 	id string
 	// ap is rdb's autopipeliner when Options.AutoPipeline is set, else nil.
 	ap       *redis.AutoPipeliner
@@ -206,7 +223,11 @@ type Client struct {
 // New returns a Client over rdb: a single Redis, Sentinel or Cluster client.
 func New(rdb redis.UniversalClient, opts *Options) *Client {
 	c := &Client{rdb: rdb, prefix: "leasehold:", maxTTL: DefaultMaxTTL, maxWait: DefaultMaxWait, id: NewToken()[:12]}
+	retention := DefaultFenceRetention
 	if opts != nil {
+		if opts.FenceRetention > 0 {
+			retention = opts.FenceRetention
+		}
 		if opts.KeyPrefix != "" {
 			c.prefix = opts.KeyPrefix
 		}
@@ -222,6 +243,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 			}
 		}
 	}
+	c.retention = max(retention, c.maxTTL).Milliseconds()
 	_, c.sharded = rdb.(*redis.ClusterClient)
 	c.deadlines = honoursDeadlines(rdb)
 	c.announce = "p"
@@ -229,6 +251,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 		c.announce = "s"
 	}
 	c.sub = newSubscriber(rdb, c.sharded)
+	c.sub.orphan = c.releaseOrphan
 	return c
 }
 
@@ -254,6 +277,10 @@ func (c *Client) Settle(ctx context.Context) error { return c.undo.Wait(ctx) }
 // MaxTTL returns the largest TTL this client grants.
 func (c *Client) MaxTTL() time.Duration { return c.maxTTL }
 
+// FenceRetention returns how long a name keeps its last fence after its
+// last grant.
+func (c *Client) FenceRetention() time.Duration { return msDur(c.retention.(int64)) }
+
 // MaxWait returns the longest wait this client accepts.
 func (c *Client) MaxWait() time.Duration { return c.maxWait }
 
@@ -269,7 +296,7 @@ func (c *Client) LoadScripts(ctx context.Context) error {
 }
 
 func (c *Client) loadScripts(ctx context.Context) error {
-	for _, s := range []*script{acquireScript, renewScript, releaseScript, inspectScript, raiseScript} {
+	for _, s := range []*script{acquireScript, renewScript, releaseScript, leaveScript, inspectScript, raiseScript} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return c.backendErr("load scripts", false, err)
 		}
@@ -279,7 +306,7 @@ func (c *Client) loadScripts(ctx context.Context) error {
 
 // Ping checks that Redis answers and that the scripts are loaded.
 func (c *Client) Ping(ctx context.Context) error {
-	shas := []string{acquireScript.Hash(), renewScript.Hash(), releaseScript.Hash(), inspectScript.Hash(), raiseScript.Hash()}
+	shas := []string{acquireScript.Hash(), renewScript.Hash(), releaseScript.Hash(), leaveScript.Hash(), inspectScript.Hash(), raiseScript.Hash()}
 	loaded, err := boundedCall(ctx, func() ([]bool, error) { return c.rdb.ScriptExists(ctx, shas...).Result() })
 	if err != nil {
 		return c.backendErr("ping", false, err)
@@ -294,16 +321,17 @@ func (c *Client) Ping(ctx context.Context) error {
 
 func (c *Client) key(name string) string { return c.prefix + "{" + name + "}" }
 
-// fenceKey returns the keys of name's lease hash and fence counter, made in
-// one allocation: the hash's key is the counter's without its suffix.
-func (c *Client) fenceKey(name string) (key, fence string) {
-	fence = c.prefix + "{" + name + "}:fence"
-	return fence[:len(fence)-len(":fence")], fence
+// keys returns the keys of name's hash and of its queue, made in one
+// allocation: the hash's key is the queue's without its suffix.
+func (c *Client) keys(name string) (key, queue string) {
+	queue = c.prefix + "{" + name + "}:q"
+	return queue[:len(queue)-len(":q")], queue
 }
 
-// Channel is the pub/sub channel on which the release of name is announced:
-// the lease's key with ":released" (release.lua makes it the same way).
-func (c *Client) channel(name string) string { return c.prefix + "{" + name + "}:released" }
+// channel is the pub/sub channel on which a hand-over of name to one of
+// this Client's waiters is told: the name's key with ":w:" and the
+// Client's id (common.lua makes it the same way).
+func (c *Client) channel(name string) string { return c.prefix + "{" + name + "}:w:" + c.id }
 
 // Acquire takes the lease name. When another holder has it, the error is a
 // *HeldError with the remaining TTL (after waiting up to opts.Wait, if set).
@@ -323,7 +351,7 @@ func (c *Client) Acquire(ctx context.Context, name string, opts *AcquireOptions)
 		o.Token = NewToken()
 	}
 	if o.Wait == 0 {
-		l, err := c.tryAcquire(ctx, name, &o, "")
+		l, _, err := c.tryAcquire(ctx, name, &o, nil)
 		if ownToken && unknown(err) {
 			// Only this call knew the token: nobody else can end the grant
 			// it may have made.
@@ -378,15 +406,30 @@ func (c *Client) checkAcquire(name string, o *AcquireOptions) error {
 }
 
 // tryAcquire runs the acquire script once. A caller that will wait when
-// the lease is held passes its Client's id as waiter, so that the lease is
-// marked and its release announced.
-func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions, waiter string) (*Lease, error) {
+// the lease is held passes its waiter, which the script queues (or, when
+// it attempted before, keeps in its place); position is then its place
+// in the queue, 0 the head.
+func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions, w *waiter) (l *Lease, position int64, err error) {
 	ttl := o.TTL.Milliseconds()
-	key, fence := c.fenceKey(name)
+	key, queue := c.keys(name)
 	sent := time.Now()
-	res, err := c.run(ctx, acquireScript, key, fence, o.Token, o.Holder, o.Metadata, ttl, waiter)
+	var res []any
+	if w == nil {
+		res, err = c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention)
+	} else {
+		rejoin := "0"
+		if w.attempted {
+			rejoin = "1"
+		}
+		if !w.attempted {
+			w.sending(sent)
+		}
+		w.attempted = true
+		res, err = c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention,
+			w.entry, c.announce, (o.Wait + queueSlack).Milliseconds(), rejoin)
+	}
 	if err != nil {
-		return nil, c.backendErr("acquire", true, err)
+		return nil, -1, c.backendErr("acquire", true, err)
 	}
 	r := reply(res)
 	switch r.str(0) {
@@ -394,14 +437,22 @@ func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions,
 		return &Lease{
 			Name: name, Holder: o.Holder, Token: o.Token, Fence: r.int(1),
 			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata, Sent: sent,
-		}, r.err("acquire", 4)
+		}, -1, r.err("acquire", 4)
 	case "held":
-		// PTTL counts whole milliseconds: a lease that is still there lives
-		// up to 1ms more even when it answers 0.
-		return nil, firstErr(r.err("acquire", 5), &HeldError{Name: name, Holder: r.str(1), Fence: r.int(2), TTL: max(msDur(r.int(3)), time.Millisecond)})
+		if w != nil {
+			w.queued(sent)
+		}
+		// The remaining TTL counts whole milliseconds: a lease that is
+		// still there lives up to 1ms more even when it answers 0.
+		return nil, r.int(5), firstErr(r.err("acquire", 6), &HeldError{Name: name, Holder: r.str(1), Fence: r.int(2), TTL: max(msDur(r.int(3)), time.Millisecond)})
 	}
-	return nil, r.unexpected("acquire")
+	return nil, -1, r.unexpected("acquire")
 }
+
+// queueSlack is how much longer than its wait a waiter's queue entry may
+// outlive it in Redis: the queue's key expires that long after its
+// longest wait, in case no waiter could leave it.
+const queueSlack = time.Minute
 
 // Renew extends the lease for the holder of token, to ttl from now (0: the TTL
 // of the grant's most recent acquire or renew). A *NotHolderError or
@@ -419,7 +470,7 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 		}
 	}
 	sent := time.Now()
-	res, err := c.run(ctx, renewScript, c.key(name), token, ttl.Milliseconds())
+	res, err := c.run(ctx, renewScript, c.key(name), token, ttl.Milliseconds(), c.retention)
 	if err != nil {
 		return nil, c.backendErr("renew", true, err)
 	}
@@ -439,11 +490,11 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 	return nil, r.unexpected("renew")
 }
 
-// Release ends the lease for the holder of token. When a caller of this
-// Client waits for it, and no caller of another client does, the lease goes
-// straight to the oldest such waiter in the same script call (with a new
-// fence); otherwise it is deleted and its waiters are told. It never removes
-// another holder's lease: that is a *NotHolderError.
+// Release ends the lease for the holder of token. When callers wait for it,
+// in this process or any other, it goes to the oldest of them in the same
+// script call (a new grant, with a new fence), and only that waiter is
+// told. It never removes another holder's lease: that is a
+// *NotHolderError.
 func (c *Client) Release(ctx context.Context, name, token string) error {
 	if err := ValidateName(name); err != nil {
 		return err
@@ -451,72 +502,63 @@ func (c *Client) Release(ctx context.Context, name, token string) error {
 	if err := ValidateToken(token); err != nil {
 		return err
 	}
-	key, fence := c.fenceKey(name)
-	for first := true; ; first = false {
-		var w *waiter
-		if c.sub.waiting.Load() > 0 { // else skip making the channel's name
-			w = c.sub.claim(c.channel(name))
-		}
-		var (
-			res []any
-			err error
-			o   *AcquireOptions
-		)
-		sent := time.Now()
-		if w == nil {
-			res, err = c.run(ctx, releaseScript, key, fence, token, c.announce) // publishes on c.channel(name)
-		} else {
-			o = w.opts
-			res, err = c.run(ctx, releaseScript, key, fence, token, c.announce, c.id, o.Token, o.Holder, o.Metadata, o.TTL.Milliseconds())
-		}
-		r := reply(res)
-		handed := err == nil && r.str(0) == "handed"
-		var malformed error
-		if handed {
-			malformed = r.err("release", 3)
-		}
-		if !handed || malformed != nil {
-			if w != nil {
-				// Gone, or in a state we cannot tell: the waiter looks for itself.
-				// It is free now unless another holds it.
-				w.unclaim(err != nil || malformed != nil || r.str(0) != "not_holder")
-			}
-			switch {
-			case !first:
-				return nil // the caller's lease was released; this one expires
-			case malformed != nil:
-				return malformed
-			}
-			return c.released(name, res, err)
-		}
-		ttl := o.TTL.Milliseconds()
-		if w.hand(&Lease{
-			Name: name, Holder: o.Holder, Token: o.Token, Fence: r.int(1),
-			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata, Sent: sent,
-		}) {
-			return nil
-		}
-		// The waiter gave up while the lease was on its way to it: release
-		// that grant in turn, to the next waiter if there is one.
-		token = o.Token
-	}
-}
-
-// released reads the reply of a release that did not hand the lease over.
-func (c *Client) released(name string, res []any, err error) error {
+	key, queue := c.keys(name)
+	res, err := c.run(ctx, releaseScript, key, queue, token, c.retention, c.announce)
 	if err != nil {
 		return c.backendErr("release", true, err)
 	}
-	r := reply(res)
+	return c.released(name, reply(res))
+}
+
+// released reads the reply of a release (or of a leave that released): a
+// hand-over to one of this Client's own waiters is delivered at once,
+// without waiting for its message.
+func (c *Client) released(name string, r reply) error {
 	switch r.str(0) {
 	case "released":
 		return r.err("release", 1)
+	case "handed":
+		if err := r.err("release", 5); err != nil {
+			return err
+		}
+		if r.str(4) == c.id {
+			c.sub.deliver(c.channel(name), r.str(3), r.int(1), r.int(2))
+		}
+		return nil
 	case "not_holder":
 		return firstErr(r.err("release", 5), r.notHolder(name))
 	case "not_found":
 		return &NotFoundError{Name: name}
 	}
 	return r.unexpected("release")
+}
+
+// leave takes waiter w out of name's queue in Redis (see lua/leave.lua); a
+// lease handed to it meanwhile is released.
+func (c *Client) leave(ctx context.Context, name string, w *waiter) error {
+	key, queue := c.keys(name)
+	res, err := c.run(ctx, leaveScript, key, queue, w.opts.Token, w.entry, c.retention, c.announce)
+	if err != nil {
+		return c.backendErr("leave", true, err)
+	}
+	r := reply(res)
+	if r.str(0) == "left" {
+		return r.err("leave", 2)
+	}
+	if err := c.released(name, r); err != nil {
+		var nf *NotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// releaseOrphan releases, in the background, a lease handed to a waiter
+// of this Client that has already left (its leave had not reached Redis).
+func (c *Client) releaseOrphan(name, token string, ttl time.Duration) {
+	c.undo.Undo(c, name, token, ttl, nil)
 }
 
 // Get reads the lease name: its holder, fence, remaining TTL and metadata,
@@ -564,7 +606,8 @@ func checkVerify(name string, proof Proof) error {
 }
 
 func (c *Client) inspect(ctx context.Context, name, token string) (*Lease, bool, error) {
-	res, err := c.run(ctx, inspectScript, c.key(name), token)
+	key, queue := c.keys(name)
+	res, err := c.run(ctx, inspectScript, key, queue, token)
 	if err != nil {
 		return nil, false, c.backendErr("get", false, err)
 	}
@@ -577,9 +620,9 @@ func parseInspect(name string, r reply) (*Lease, bool, error) {
 		pttl := r.int(3)
 		l := &Lease{
 			Name: name, Holder: r.str(1), Fence: r.int(2),
-			TTL: msDur(pttl), ExpiresAt: msTime(r.int(4) + pttl), Metadata: r.str(5),
+			TTL: msDur(pttl), ExpiresAt: msTime(r.int(4) + pttl), Metadata: r.str(5), Waiting: int(r.int(7)),
 		}
-		return l, r.int(6) == 1, r.err("get", 7)
+		return l, r.int(6) == 1, r.err("get", 8)
 	case "not_found":
 		return nil, false, &NotFoundError{Name: name}
 	}

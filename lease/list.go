@@ -135,7 +135,8 @@ func (c *Client) inspectMany(ctx context.Context, names []string) ([]*redis.Cmd,
 	for attempt := 0; ; attempt++ {
 		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, n := range names {
-				cmds[i] = inspectScript.EvalSha(ctx, p, []string{c.key(n)}, "")
+				key, queue := c.keys(n)
+				cmds[i] = inspectScript.EvalSha(ctx, p, []string{key, queue}, "")
 			}
 			return nil
 		})
@@ -152,7 +153,8 @@ func (c *Client) inspectMany(ctx context.Context, names []string) ([]*redis.Cmd,
 }
 
 // names picks the lease hashes out of scanned keys: "PREFIX{NAME}" exactly,
-// not the fence counters "PREFIX{NAME}:fence".
+// not the queues "PREFIX{NAME}:q". A hash that holds only a name's last
+// fence (its grant ended) answers not_found and is left out.
 func (c *Client) names(keys []string) []string {
 	out := keys[:0]
 	for _, k := range keys {

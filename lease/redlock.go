@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-var raiseScript = newScript(lua.Raise, 2)
+var raiseScript = newScript(lua.Raise, 1)
 
 // Redlock takes leases on a quorum of independent Redis masters (the Redlock
 // algorithm): a grant needs a majority of the masters, each running the same
@@ -578,8 +578,8 @@ type grant struct {
 // Redlock needs to undo only what it made.
 func (c *Client) grant(ctx context.Context, name string, o *AcquireOptions) (grant, error) {
 	ttl := o.TTL.Milliseconds()
-	key, fence := c.fenceKey(name)
-	res, err := c.run(ctx, acquireScript, key, fence, o.Token, o.Holder, o.Metadata, ttl, "")
+	key, queue := c.keys(name)
+	res, err := c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention)
 	if err != nil {
 		return grant{}, c.backendErr("acquire", true, err)
 	}
@@ -901,8 +901,7 @@ func (r *Redlock) List(ctx context.Context, opts *ListOptions) (*Page, error) {
 // raise sets the grant of token to the decided fence, and returns the
 // fence it has after (see lua/raise.lua).
 func (c *Client) raise(ctx context.Context, name, token string, fence int64) (int64, error) {
-	key, fenceKey := c.fenceKey(name)
-	res, err := c.run(ctx, raiseScript, key, fenceKey, token, strconv.FormatInt(fence, 10))
+	res, err := c.run(ctx, raiseScript, c.key(name), token, strconv.FormatInt(fence, 10))
 	if err != nil {
 		return 0, c.backendErr("raise", true, err)
 	}

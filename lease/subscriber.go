@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -16,26 +15,29 @@ import (
 // ErrClosed is returned by a waiting Acquire of a Client that was closed.
 var ErrClosed = errors.New("lease: client closed")
 
-// subscriber is a Client's shared subscription to release announcements.
+// subscriber is a Client's subscriptions to the hand-overs of leases to
+// its waiters.
 //
-// It keeps one pub/sub connection (one per hash slot in use, for a Redis
-// Cluster) while anybody waits, and none otherwise. Each channel is a topic
-// with a FIFO queue of waiters; a channel is subscribed when its first waiter
-// joins and unsubscribed when its last one leaves. Only the head of a queue
-// acts: it attempts the acquire, and a release wakes only it, so a release
-// costs one attempt per process however many goroutines wait.
+// The queue of a name's waiters is in Redis (see lua/common.lua); a lease
+// handed to one of them is told on the channel PREFIX{NAME}:w:ID of its
+// Client, with the waiter's id. Only a Client that is subscribed there
+// when the lease is handed over gets it: a process that died has no
+// subscription, and its waiters are skipped. The subscriber keeps one
+// pub/sub connection (one per hash slot in use, for a Redis Cluster) while
+// anybody waits, and for linger after, so that a process that waits again
+// and again on a name subscribes once.
 type subscriber struct {
 	rdb         redis.UniversalClient
 	sharded     bool
 	healthEvery time.Duration
+	linger      time.Duration
+	// orphan releases a lease handed to a waiter that has left (set by
+	// the Client; nil in tests of the subscriber alone).
+	orphan func(name, token string, ttl time.Duration)
 
 	mu     sync.Mutex
 	conns  map[string]*psconn // by shard key; guarded by mu
 	closed bool               // guarded by mu
-
-	// waiting counts the waiters in all queues, so that a Release finds out
-	// without the lock that it has nobody to hand its lease to.
-	waiting atomic.Int64
 }
 
 // psconn is one pub/sub connection and the goroutine that serves it. Its
@@ -58,7 +60,7 @@ type pscmd struct {
 // Topic states.
 const (
 	subscribing   = iota // SUBSCRIBE sent, reply not yet received
-	subscribed           // reply received: releases reach us
+	subscribed           // reply received: hand-overs reach us
 	unsubscribing        // UNSUBSCRIBE sent, reply not yet received
 )
 
@@ -66,39 +68,45 @@ const (
 // guarded by subscriber.mu.
 type topic struct {
 	channel string
+	name    string
 	state   int
 	// confirmed is set once a subscription was confirmed; failed when the
-	// connection failed before that, so the head attempts on its own timing.
+	// connection failed before that, so waiters attempt on their own timing.
 	confirmed, failed bool
-	queue             []*waiter // arrival order; queue[0] is the head
-
-	// What this process knows about the lease, shared along the queue so a
-	// new head need not ask Redis again.
-	known   bool      // an attempt told holder and expiry
-	holder  int64     // fence of the holder last seen; 0: none
-	expiry  time.Time // when the holder's lease runs out (local clock), or when to retry
-	retries int       // wake-ups: releases announced, resubscriptions
-	retried int       // wake-ups that a completed attempt has covered
+	waiters           map[string]*waiter // by waiter id
+	// left holds the waiters that left while their leave may not have
+	// reached Redis: a hand-over to one of them is released (by orphan).
+	left    map[string]*waiter
+	retries int         // wake-ups that call for new attempts: resubscriptions
+	idle    *time.Timer // runs out linger after the last waiter left
 }
 
-// waiter is one waiting Acquire. Its fields after wake are guarded by
-// subscriber.mu.
+// waiter is one waiting Acquire. Its fields are guarded by subscriber.mu,
+// but for attempted, which only the waiting goroutine uses.
 type waiter struct {
-	s    *subscriber
-	t    *topic
-	c    *psconn
-	opts *AcquireOptions // what the waiter asks for, to hand a lease over to it
-	wake chan struct{}   // buffered 1: something changed, look again
+	s     *subscriber
+	t     *topic
+	c     *psconn
+	id    string
+	entry string          // its entry in the name's queue (see lua/common.lua)
+	opts  *AcquireOptions // what the waiter asks for
+	wake  chan struct{}   // buffered 1: something changed, look again
 
-	claimed bool   // a Release is handing it the lease right now
-	handed  *Lease // the lease a Release handed it, not yet taken
-	gone    bool   // left its queue
-	won     bool   // left with a lease of its own attempt (same token as handed)
+	attempted bool      // an attempt was sent: later ones keep its place
+	first     time.Time // when the first attempt was sent
+	lastHeld  time.Time // when the last attempt that answered "held" was sent
+	handed    *Lease    // the lease handed over to it, not yet taken
+	retried   int       // topic retries that an attempt has covered
+	gone      bool      // left its topic
 }
 
 func newSubscriber(rdb redis.UniversalClient, sharded bool) *subscriber {
-	return &subscriber{rdb: rdb, sharded: sharded, healthEvery: healthEvery, conns: map[string]*psconn{}}
+	return &subscriber{rdb: rdb, sharded: sharded, healthEvery: healthEvery, linger: subscriptionLinger, conns: map[string]*psconn{}}
 }
+
+// subscriptionLinger (read by New) is how long a channel stays subscribed
+// after its last waiter left.
+var subscriptionLinger = 5 * time.Second
 
 // shard names the connection that serves channel: one per hash slot in a
 // Redis Cluster, one in all otherwise.
@@ -109,9 +117,9 @@ func (s *subscriber) shard(channel string) string {
 	return strconv.Itoa(int(slot(channel)))
 }
 
-// join puts a waiter for o at the back of channel's queue, subscribing the
-// channel when it is the first.
-func (s *subscriber) join(channel string, o *AcquireOptions) (*waiter, error) {
+// join adds a waiter for o on channel (of the lease name), subscribing the
+// channel when it is not yet.
+func (s *subscriber) join(channel, name, client string, o *AcquireOptions) (*waiter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -126,69 +134,174 @@ func (s *subscriber) join(channel string, o *AcquireOptions) (*waiter, error) {
 	}
 	t := c.topics[channel]
 	if t == nil {
-		t = &topic{channel: channel, state: subscribing}
+		t = &topic{channel: channel, name: name, state: subscribing, waiters: map[string]*waiter{}, left: map[string]*waiter{}}
 		c.topics[channel] = t
 		c.send(true, channel)
 	}
-	w := &waiter{s: s, t: t, c: c, opts: o, wake: make(chan struct{}, 1)}
-	t.queue = append(t.queue, w)
-	s.waiting.Add(1)
+	if t.idle != nil {
+		t.idle.Stop()
+		t.idle = nil
+	}
+	if t.state == unsubscribing {
+		// Subscribed again when the UNSUBSCRIBE's reply comes (dispatch):
+		// until then a hand-over would find nobody listening.
+		t.confirmed = false
+	}
+	id := NewToken()[:16]
+	w := &waiter{s: s, t: t, c: c, id: id, opts: o, wake: make(chan struct{}, 1), retried: t.retries}
+	w.entry = id + "\n" + client + "\n" + strconv.FormatInt(o.TTL.Milliseconds(), 10) + "\n" + o.Token + "\n" + o.Holder + "\n" + o.Metadata
+	t.waiters[id] = w
 	return w, nil
 }
 
-// claim picks the waiter that a Release of channel's lease may hand it to:
-// the head of the queue, unless another Release is handing it one already.
-// Nil means a plain release. The claim ends with hand or unclaim.
-func (s *subscriber) claim(channel string) *waiter {
-	if s.waiting.Load() == 0 {
-		return nil
+// queued records that an attempt sent at sent found the lease held: a
+// hand-over after it comes later, so a lease handed over lives at least
+// until sent + TTL.
+func (w *waiter) queued(sent time.Time) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if w.first.IsZero() {
+		w.first = sent
 	}
+	if sent.After(w.lastHeld) {
+		w.lastHeld = sent
+	}
+}
+
+// sending records when the first attempt is sent: its script queued the
+// waiter, so any hand-over comes after it.
+func (w *waiter) sending(sent time.Time) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if w.first.IsZero() {
+		w.first = sent
+	}
+}
+
+// deliver hands the lease, granted to waiter wid with fence at Redis time
+// nowMs, to it; with s.mu not held. A waiter that has left gets it
+// released; an unknown one (another process's, or long gone) is ignored.
+func (s *subscriber) deliver(channel, wid string, fence, nowMs int64) {
+	s.mu.Lock()
+	c := s.conns[s.shard(channel)]
+	var t *topic
+	if c != nil {
+		t = c.topics[channel]
+	}
+	if t == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.handLocked(t, wid, fence, nowMs)
+}
+
+// handLocked is deliver with s.mu held; it unlocks it.
+func (s *subscriber) handLocked(t *topic, wid string, fence, nowMs int64) {
+	if w := t.waiters[wid]; w != nil {
+		if w.handed == nil {
+			o := w.opts
+			ttl := o.TTL.Milliseconds()
+			w.handed = &Lease{
+				Name: t.name, Holder: o.Holder, Token: o.Token, Fence: fence,
+				TTL: msDur(ttl), ExpiresAt: msTime(nowMs + ttl), Metadata: o.Metadata, Sent: w.lastHeld,
+			}
+			if w.handed.Sent.IsZero() {
+				w.handed.Sent = w.first
+			}
+			w.poke()
+		}
+		s.mu.Unlock()
+		return
+	}
+	w := t.left[wid]
+	delete(t.left, wid)
+	orphan := s.orphan
+	s.mu.Unlock()
+	if w != nil && orphan != nil {
+		orphan(t.name, w.opts.Token, w.opts.TTL)
+	}
+}
+
+// turn says whether w was handed the lease, or must attempt now: its
+// first attempt once the channel is subscribed (or failed to be), or again
+// after a resubscription (hand-overs may have been missed).
+func (w *waiter) turn() (handed *Lease, attempt bool, retries int, closed bool) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	t := w.t
+	switch {
+	case w.s.closed:
+		return nil, false, 0, true
+	case w.handed != nil:
+		return w.handed, false, 0, false
+	case !t.confirmed && !t.failed:
+		return nil, false, 0, false
+	case !w.attempted || t.retries > w.retried:
+		return nil, true, t.retries, false
+	}
+	return nil, false, 0, false
+}
+
+// covered records that an attempt covered the topic's retries up to r.
+func (w *waiter) covered(r int) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	w.retried = max(w.retried, r)
+}
+
+// leave takes w off its topic. pending says that w's entry may still be
+// in Redis (its leave script has not run yet): until forget, a hand-over
+// to it is released. When the topic has no waiters left it is unsubscribed
+// after linger.
+func (w *waiter) leave(pending bool) {
+	s := w.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.conns[s.shard(channel)]
-	if s.closed || c == nil {
-		return nil
-	}
-	t := c.topics[channel]
-	if t == nil || len(t.queue) == 0 {
-		return nil
-	}
-	w := t.queue[0]
-	if w.claimed || w.handed != nil {
-		return nil
-	}
-	w.claimed = true
-	return w
-}
-
-// hand gives w the lease that a Release granted it, and says whether it is
-// in good hands: false when w left without it, so the caller must release
-// it again.
-func (w *waiter) hand(l *Lease) bool {
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	w.claimed = false
 	if w.gone {
-		// won: its own attempt took the lease with the same token, in
-		// effect the same grant, and its caller holds it.
-		return w.won
+		return
 	}
-	w.handed = l
-	w.t.known, w.t.holder, w.t.expiry = true, l.Fence, time.Now().Add(l.TTL)
-	w.poke()
-	return true
+	w.gone = true
+	t := w.t
+	delete(t.waiters, w.id)
+	if pending {
+		t.left[w.id] = w
+	}
+	w.c.idleLater(t)
 }
 
-// unclaim ends a claim that handed nothing over. With retry the state of
-// the lease is unknown (Redis failed, or it is gone), so the head attempts.
-func (w *waiter) unclaim(retry bool) {
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	w.claimed = false
-	if retry && len(w.t.queue) > 0 {
-		w.t.retries++
+// forget ends what leave(true) began: the waiter's leave has run in Redis.
+func (w *waiter) forget() {
+	s := w.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(w.t.left, w.id)
+	w.c.idleLater(w.t)
+}
+
+// idleLater unsubscribes t after linger once nobody waits or is leaving;
+// with s.mu held.
+func (c *psconn) idleLater(t *topic) {
+	if len(t.waiters) > 0 || len(t.left) > 0 || c.s.closed {
+		return
 	}
-	w.t.pokeHead()
+	if c.s.linger <= 0 {
+		c.unsubscribeIdle(t)
+		return
+	}
+	if t.idle != nil {
+		t.idle.Stop()
+	}
+	var timer *time.Timer
+	timer = time.AfterFunc(c.s.linger, func() {
+		c.s.mu.Lock()
+		defer c.s.mu.Unlock()
+		if t.idle != timer || len(t.waiters) > 0 || len(t.left) > 0 || c.topics[t.channel] != t {
+			return
+		}
+		t.idle = nil
+		c.unsubscribeIdle(t)
+	})
+	t.idle = timer
 }
 
 // send queues a command for the connection's goroutine. Commands go out in
@@ -210,84 +323,6 @@ func (w *waiter) poke() {
 	case w.wake <- struct{}{}:
 	default:
 	}
-}
-
-func (t *topic) pokeHead() {
-	if len(t.queue) > 0 {
-		t.queue[0].poke()
-	}
-}
-
-// turn says whether w was handed the lease, or should attempt the acquire
-// now and, if not, until when it may sleep (zero: until woken). It returns
-// the retry count the attempt covers, for done.
-func (w *waiter) turn(now time.Time) (handed *Lease, attempt bool, until time.Time, retries int, closed bool) {
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	t := w.t
-	if w.s.closed {
-		return nil, false, time.Time{}, 0, true
-	}
-	if w.handed != nil {
-		return w.handed, false, time.Time{}, 0, false
-	}
-	if t.queue[0] != w || w.claimed || !t.confirmed && !t.failed {
-		return nil, false, time.Time{}, 0, false
-	}
-	if !t.known || t.retries > t.retried || !now.Before(t.expiry) {
-		return nil, true, time.Time{}, t.retries, false
-	}
-	return nil, false, t.expiry, 0, false
-}
-
-// done records the outcome of an attempt: the fence and expiry of whoever
-// holds the lease now (us, if granted). The attempt's answer is what Redis
-// says now, so it stands even when its fence is lower than the one seen
-// before (after Redis lost the name's data, the clock may give a lower
-// fence); only a hand-over to w during the attempt is newer news.
-func (w *waiter) done(retries int, fence int64, expiry time.Time) {
-	w.s.mu.Lock()
-	defer w.s.mu.Unlock()
-	t := w.t
-	if w.handed == nil || fence >= t.holder {
-		t.known, t.holder, t.expiry = true, fence, expiry
-	}
-	t.retried = max(t.retried, retries)
-}
-
-// leave takes w out of its queue; won says that it leaves with a lease of
-// its own attempt. The next waiter becomes head and is told; whatever w
-// learned stays with the topic. When the queue is empty the channel is
-// unsubscribed, and the connection closed when it was the last. It returns
-// a lease handed to w that w did not take, for the caller to release.
-func (w *waiter) leave(won bool) (untaken *Lease) {
-	s := w.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if w.gone {
-		return nil
-	}
-	w.gone, w.won = true, won
-	if !won {
-		untaken = w.handed
-	}
-	s.waiting.Add(-1)
-	t, c := w.t, w.c
-	for i, x := range t.queue {
-		if x == w {
-			t.queue = append(t.queue[:i], t.queue[i+1:]...)
-			if i == 0 {
-				t.pokeHead()
-			}
-			break
-		}
-	}
-	if len(t.queue) > 0 {
-		return untaken
-	}
-	t.known, t.holder, t.expiry, t.retries, t.retried = false, 0, time.Time{}, 0, 0
-	c.unsubscribeIdle(t)
-	return untaken
 }
 
 // unsubscribeIdle drops a topic without waiters; with s.mu held.
@@ -326,14 +361,17 @@ func (c *psconn) run() {
 		}
 		c.s.mu.Lock()
 		for _, t := range c.topics {
-			if len(t.queue) == 0 {
+			if t.busy() == 0 {
+				if t.idle != nil {
+					t.idle.Stop()
+				}
 				delete(c.topics, t.channel)
 				continue
 			}
 			t.state = subscribing
 			t.failed = true
-			t.retries++ // the head attempts now: Redis may be gone, or releases missed
-			t.pokeHead()
+			t.retries++ // waiters attempt now: Redis may be gone, or hand-overs missed
+			t.pokeAll()
 		}
 		if len(c.topics) == 0 && !c.stop {
 			c.stop = true
@@ -463,9 +501,9 @@ func (c *psconn) read(ps *redis.PubSub) error {
 
 func (c *psconn) dispatch(msg any) {
 	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
 	switch m := msg.(type) {
 	case *redis.Subscription:
+		defer c.s.mu.Unlock()
 		t := c.topics[m.Channel]
 		if t == nil {
 			return
@@ -476,19 +514,18 @@ func (c *psconn) dispatch(msg any) {
 				return
 			}
 			if t.confirmed || t.failed {
-				t.retries++ // subscribed again after a failure: releases may be lost
+				t.retries++ // subscribed again after a failure: hand-overs may be lost
 			}
 			t.state, t.confirmed = subscribed, true
-			if len(t.queue) == 0 {
-				c.unsubscribeIdle(t)
-				return
+			if t.busy() == 0 && t.idle == nil {
+				c.idleLater(t)
 			}
-			t.pokeHead()
+			t.pokeAll()
 		case "unsubscribe", "sunsubscribe":
 			if t.state != unsubscribing {
 				return
 			}
-			if len(t.queue) > 0 {
+			if t.busy() > 0 {
 				t.state = subscribing
 				c.send(true, t.channel)
 				return
@@ -502,15 +539,26 @@ func (c *psconn) dispatch(msg any) {
 		}
 	case *redis.Message:
 		t := c.topics[m.Channel]
-		if t == nil || t.state != subscribed || len(t.queue) == 0 {
+		wid, rest, ok1 := strings.Cut(m.Payload, " ")
+		fs, ns, ok2 := strings.Cut(rest, " ")
+		fence, err1 := strconv.ParseInt(fs, 10, 64)
+		nowMs, err2 := strconv.ParseInt(ns, 10, 64)
+		if t == nil || !ok1 || !ok2 || err1 != nil || err2 != nil {
+			c.s.mu.Unlock()
 			return
 		}
-		// A release of a holder older than the one last seen is old news.
-		if fence, err := strconv.ParseInt(m.Payload, 10, 64); err == nil && fence < t.holder {
-			return
-		}
-		t.retries++
-		t.pokeHead()
+		c.s.handLocked(t, wid, fence, nowMs) // unlocks
+	default:
+		c.s.mu.Unlock()
+	}
+}
+
+// busy counts the waiters of t and those that are leaving.
+func (t *topic) busy() int { return len(t.waiters) + len(t.left) }
+
+func (t *topic) pokeAll() {
+	for _, w := range t.waiters {
+		w.poke()
 	}
 }
 
@@ -525,9 +573,10 @@ func (s *subscriber) close() {
 		c.stop = true
 		c.poke()
 		for _, t := range c.topics {
-			for _, w := range t.queue {
-				w.poke()
+			if t.idle != nil {
+				t.idle.Stop()
 			}
+			t.pokeAll()
 		}
 	}
 	s.mu.Unlock()

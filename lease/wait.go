@@ -12,28 +12,34 @@ import (
 var testHookAttempted func(name string, err error)
 
 // An Acquire with a Wait waits up to o.Wait while another holder has the
-// lease. The waiter joins the Client's shared subscription to the name's
-// release channel, and only once Redis has confirmed it does it make its
-// first attempt, so no release after that attempt is missed. It then sleeps
-// until a release is announced or the holder's remaining TTL (answered by
-// the failed attempt) runs out, whichever comes first: an expired lease is
-// taken over at once, with no polling in between.
+// lease, in the name's queue in Redis (see lua/common.lua), which every
+// process that shares the Redis joins: waiters are served in arrival
+// order, whichever process or server they wait in.
 //
-// Waiters of one Client on one name form a queue: only the oldest attempts,
-// so one release costs one attempt per process, and the lease goes to them
-// in arrival order. A waiter that loses the race to another process stays at
-// the front. A Release through the same Client hands the lease straight to
-// the oldest waiter (see Client.Release), so that waiter gets it without an
-// attempt of its own.
+// The waiter first subscribes to its Client's hand-over channel for the
+// name, and only once Redis has confirmed it does it make its first
+// attempt, which grants the lease or queues the waiter in the same script
+// call. A release then hands the lease to the queue's head in its own
+// script call and tells only that waiter's Client: one grant costs the
+// release and the waiter's first attempt, whatever the number of waiters.
+// When the holder's lease runs out instead, the head takes it with an
+// attempt at the expiry the last attempt answered; the others attempt a
+// second after it, in case the head is gone, and so learn the next
+// expiry. A waiter whose process died is skipped by the hand-over (its
+// subscription ended with its connections).
 //
 // When o.Wait ends without a grant the error is the *HeldError of the last
 // attempt, its TTL less the time since that attempt (so it still says how
 // long the holder's lease lives); when that time is up, one more attempt
 // answers instead. When ctx ends first the error wraps ctx.Err(). The context's
 // deadline does not by itself make Acquire wait. When Redis fails (an
-// attempt answers a *BackendError) the wait ends at once with that error; a
-// failed subscription connection makes the head attempt at once, so a Redis
-// that is down or hung ends the wait within about two health intervals.
+// attempt answers a *BackendError) the wait ends at once with that error.
+// However it ends without the lease, the waiter leaves the queue at once
+// (a lease handed to it meanwhile is released, to the next waiter).
+
+// behindHead is how long after the holder's expiry a waiter that is not
+// the queue's head attempts on its own, in case the head is gone.
+const behindHead = time.Second
 
 // waitState is what one waiting Acquire keeps between its turns.
 type waitState struct {
@@ -45,17 +51,18 @@ type waitState struct {
 	deadline time.Time   // when the wait ends
 	end, nap *time.Timer // poke w at the deadline, and at the holder's expiry
 	stop     func() bool // stops poking w when ctx ends
+	napUntil time.Time   // when the nap ends; zero: no nap set
 
 	last   *HeldError // answered by the last attempt
 	lastAt time.Time  // when it was answered
 	got    *Lease     // what the wait returns
 }
 
-// startWait joins the queue of name's waiters and sets the timers.
+// startWait joins the name's waiters and sets the timers.
 //
 //go:noinline
 func (c *Client) startWait(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*waitState, error) {
-	w, err := c.sub.join(c.channel(name), o)
+	w, err := c.sub.join(c.channel(name), name, c.id, o)
 	if err != nil {
 		return nil, &BackendError{Op: "acquire", Err: err}
 	}
@@ -66,14 +73,17 @@ func (c *Client) startWait(ctx context.Context, name string, o *AcquireOptions, 
 	return ws, nil
 }
 
-// step takes the waiter's turn: the lease handed over, an attempt when it
-// is the head's turn, or the nap until the holder's expiry. over says that
-// the wait ends with l, err.
+// step takes the waiter's turn: the lease handed over, an attempt when one
+// is due, or a nap until the next one. over says that the wait ends with
+// l, err.
 //
 //go:noinline
 func (ws *waitState) step(ctx context.Context) (l *Lease, err error, over bool) {
 	for {
-		handed, attempt, until, retries, closed := ws.w.turn(time.Now())
+		handed, attempt, retries, closed := ws.w.turn()
+		if !attempt && !ws.napUntil.IsZero() && !time.Now().Before(ws.napUntil) {
+			attempt, retries = true, -1
+		}
 		switch {
 		case closed:
 			return nil, &BackendError{Op: "acquire", Err: ErrClosed}, true
@@ -90,8 +100,6 @@ func (ws *waitState) step(ctx context.Context) (l *Lease, err error, over bool) 
 				return l, err, true
 			}
 			continue
-		case !until.IsZero():
-			ws.nap.Reset(time.Until(until))
 		}
 		return nil, nil, false
 	}
@@ -111,31 +119,91 @@ func (ws *waitState) woken(ctx context.Context) (l *Lease, err error, over bool)
 	return nil, nil, false
 }
 
-// finish stops the wait's timers and leaves the queue, releasing a lease
-// that was handed over as the waiter gave up.
+// finish stops the wait's timers and, unless the wait got the lease,
+// leaves the queue in Redis: at once, and in the background until Redis
+// answers when it cannot now.
 func (ws *waitState) finish() {
 	ws.end.Stop()
 	ws.nap.Stop()
 	ws.stop()
-	if untaken := ws.w.leave(ws.got != nil); untaken != nil {
-		ws.c.undo.Undo(ws.c, ws.name, untaken.Token, untaken.TTL, nil)
+	if ws.got != nil {
+		ws.w.leave(false) // its entry left the queue when it was granted
+		return
 	}
+	if !ws.w.attempted {
+		ws.w.leave(false) // never queued
+		return
+	}
+	ws.w.leave(true)
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	err := ws.c.leave(ctx, ws.name, ws.w)
+	cancel()
+	if !retryable(err) {
+		ws.w.forget()
+		return
+	}
+	ws.c.leaveLater(ws.name, ws.w)
 }
 
-// attempt is the head's attempt; over says that the wait ends with l, err.
+// leaveTimeout bounds a waiter's leave before it goes on in the background.
+const leaveTimeout = 2 * time.Second
+
+// retryable says whether a leave that failed with err must be tried
+// again: its outcome is unknown, or Redis could not be reached. An error
+// that Redis answered (see lua/leave.lua) is final.
+func retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var be *BackendError
+	return unknown(err) || errors.As(err, &be) && (isNetErr(err) || neverSent(err))
+}
+
+// leaveLater leaves w's entry in the background, with backoff, until
+// Redis answers or the entry has surely gone with its queue's key.
+func (c *Client) leaveLater(name string, w *waiter) {
+	c.undo.wg.Add(1)
+	go func() {
+		defer c.undo.wg.Done()
+		defer w.forget()
+		deadline := time.Now().Add(w.opts.Wait + queueSlack)
+		pause := 20 * time.Millisecond
+		for time.Now().Before(deadline) {
+			time.Sleep(pause)
+			pause = min(2*pause, time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+			err := c.leave(ctx, name, w)
+			cancel()
+			if !retryable(err) {
+				return
+			}
+		}
+	}()
+}
+
+// attempt is an attempt of the waiter; over says that the wait ends with
+// l, err. retries is the topic's count it covers (-1: none, a nap's end).
 func (ws *waitState) attempt(ctx context.Context, retries int) (l *Lease, err error, over bool) {
-	l, err = ws.tryOnce(ctx)
+	ws.napUntil = time.Time{}
+	l, position, err := ws.tryOnce(ctx, ws.w)
+	if retries >= 0 {
+		ws.w.covered(retries)
+	}
 	var held *HeldError
 	switch {
 	case err == nil:
-		ws.w.done(retries, l.Fence, time.Now().Add(l.TTL))
 		ws.got = l
 		return l, nil, true
 	case errors.As(err, &held):
-		// PTTL counts whole milliseconds: never retry sooner than 1ms.
+		// The remaining TTL counts whole milliseconds: never sooner than 1ms.
 		ws.lastAt = time.Now()
-		ws.w.done(retries, held.Fence, ws.lastAt.Add(max(held.TTL, time.Millisecond)))
 		ws.last = held
+		until := ws.lastAt.Add(max(held.TTL, time.Millisecond))
+		if position != 0 {
+			until = until.Add(behindHead)
+		}
+		ws.napUntil = until
+		ws.nap.Reset(time.Until(until))
 		return nil, nil, false
 	case ctx.Err() != nil:
 		if !errors.Is(err, ctx.Err()) {
@@ -153,7 +221,7 @@ func (ws *waitState) attempt(ctx context.Context, retries int) (l *Lease, err er
 // now, else the last attempt's *HeldError with the TTL left, or one more
 // attempt's answer when that TTL is up.
 func (ws *waitState) ended(ctx context.Context) (*Lease, error) {
-	if handed, _, _, _, _ := ws.w.turn(time.Now()); handed != nil {
+	if handed, _, _, _ := ws.w.turn(); handed != nil {
 		ws.got = handed // handed over just as the wait ended
 		return handed, nil
 	}
@@ -164,7 +232,7 @@ func (ws *waitState) ended(ctx context.Context) (*Lease, error) {
 	if left < time.Millisecond {
 		// Never tried (never confirmed subscribed), or the holder's lease
 		// has run out just now: the answer is one more attempt.
-		l, err := ws.tryOnce(ctx)
+		l, _, err := ws.tryOnce(ctx, ws.w)
 		ws.got = l
 		return l, err
 	}
@@ -173,20 +241,15 @@ func (ws *waitState) ended(ctx context.Context) (*Lease, error) {
 	return nil, &held
 }
 
-func (ws *waitState) tryOnce(ctx context.Context) (*Lease, error) {
-	l, err := ws.c.attempt(ctx, ws.name, ws.o)
+func (ws *waitState) tryOnce(ctx context.Context, w *waiter) (*Lease, int64, error) {
+	l, position, err := ws.c.tryAcquire(ctx, ws.name, ws.o, w)
+	if testHookAttempted != nil {
+		testHookAttempted(ws.name, err)
+	}
 	if ws.ownToken && unknown(err) {
 		// Only this wait knew the token: nobody else can end the grant
 		// the attempt may have made.
 		ws.c.undo.Undo(ws.c, ws.name, ws.o.Token, ws.o.TTL, err)
 	}
-	return l, err
-}
-
-func (c *Client) attempt(ctx context.Context, name string, o *AcquireOptions) (*Lease, error) {
-	l, err := c.tryAcquire(ctx, name, o, c.id)
-	if testHookAttempted != nil {
-		testHookAttempted(name, err)
-	}
-	return l, err
+	return l, position, err
 }

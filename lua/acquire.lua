@@ -1,97 +1,97 @@
 -- acquire: take a lease if nobody holds it (insert-if-missing with a TTL);
--- when somebody does, answer how long their lease still lives.
+-- when somebody does, answer how long their lease still lives, and queue
+-- the caller when it will wait.
 --
--- KEYS[1]  the lease hash, PREFIX{NAME}
--- KEYS[2]  the fence counter, PREFIX{NAME}:fence (never expires)
+-- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
+-- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
 -- ARGV[1]  token of the caller
 -- ARGV[2]  holder label ("" for none)
 -- ARGV[3]  metadata ("" for none)
 -- ARGV[4]  ttl in milliseconds (an integer > 0, checked by the caller)
--- ARGV[5]  id of the caller's client when the caller will wait for a release,
---          else "" (or absent)
+-- ARGV[5]  the fence retention in milliseconds
+-- ARGV[6]  the caller's queue entry (see common.lua) when it will wait for
+--          the lease, else "" (or absent, with ARGV[7..9])
+-- ARGV[7]  how to tell a waiter that it was handed the lease: "p" PUBLISH,
+--          "s" SPUBLISH (Redis Cluster)
+-- ARGV[8]  how long the queue must live at least, in ms, when the caller joins it
+-- ARGV[9]  "1" when the caller may be queued already (an attempt after the
+--          first): it keeps its place rather than joining again
+--
+-- A free lease with waiters goes to the queue's head first (hand_over), so
+-- nobody overtakes a waiter; then the caller is answered as for a held one.
 --
 -- Replies
 --   {"granted", fence, now_ms, 0}  a new grant with a new fence, for ARGV[4] ms
 --   {"granted", fence, now_ms, 1}  the caller's token already held it: same fence,
 --                                  TTL/holder/metadata from this call
---   {"held", holder, fence, pttl_ms, now_ms}  held by another; nothing changed,
---                                  except the waiter mark below
---   an error reply, nothing changed: the fence counter is corrupt or at 2^53 - 1
---
--- Field w marks a lease whose release must be announced, because callers
--- wait for it (release.lua announces only marked leases): it is the id of
--- the one client whose callers wait, or "*" when callers of several do. A
--- waiting caller marks the lease when it finds it held, and when it is
--- granted it (other callers of its client may wait behind it); the holder's
--- own re-grant and renew keep the mark.
---
--- The hash holds t (token), f (fence), l (TTL in ms), and h (holder) and m
--- (metadata) only when they are not empty: a missing field reads as "", and
--- a bare lease's hash fits a smaller allocation (see docs/engine.md).
---
--- The fence is max(last fence + 1, Redis TIME in microseconds): see
--- next_fence in fence.lua, which package lua puts in front of this file.
-local now = redis.call('TIME')
-local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local now_ms = math.floor(now_us / 1000)
+--   {"held", holder, fence, pttl_ms, now_ms, position}
+--                                  held by another. position: the caller's
+--                                  place in the queue (0 the head), or -1
+--                                  when it does not wait; nothing else changed
+--                                  but a hand-over to the head
+--   an error reply, nothing changed: the fence is corrupt or at 2^53 - 1
+local token, holder, metadata, ttl, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local entry = ARGV[6] or ''
+local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'q', 'w', 'c')
+local live = cur[1] and tonumber(cur[2]) > now_ms
+local queued = cur[7]
 
--- optional adds this call's holder and metadata to the HSET arguments set,
--- and returns the fields to delete instead because they are empty.
-local function optional(set)
-  local del = {}
-  if ARGV[2] == '' then
-    del[#del + 1] = 'h'
+if live and cur[1] == token then
+  -- Idempotent: the same grant, with this call's TTL, holder and metadata.
+  local e = now_ms + tonumber(ttl)
+  if holder == '' and metadata == '' then
+    redis.call('HSET', KEYS[1], 'e', digits(e), 'l', ttl)
   else
-    set[#set + 1] = 'h'
-    set[#set + 1] = ARGV[2]
+    redis.call('HSET', KEYS[1], 'e', digits(e), 'l', ttl, 'h', holder, 'm', metadata)
   end
-  if ARGV[3] == '' then
-    del[#del + 1] = 'm'
-  else
-    set[#set + 1] = 'm'
-    set[#set + 1] = ARGV[3]
+  if (cur[4] and holder == '') or (cur[5] and metadata == '') then
+    local stale = {}
+    if cur[4] and holder == '' then stale[#stale + 1] = 'h' end
+    if cur[5] and metadata == '' then stale[#stale + 1] = 'm' end
+    redis.call('HDEL', KEYS[1], unpack(stale))
   end
-  return del
+  redis.call('PEXPIREAT', KEYS[1], e + tonumber(retention))
+  return {'granted', tonumber(cur[3]), now_ms, 1}
 end
 
-local waiter = ARGV[5] or ''
-local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f', 'w')
-if cur[1] then
-  if cur[1] == ARGV[1] then
-    local set = {'l', ARGV[4]}
-    if waiter ~= '' and not cur[4] then
-      set[#set + 1] = 'w'
-      set[#set + 1] = waiter
-    end
-    local del = optional(set)
-    redis.call('HSET', KEYS[1], unpack(set))
-    if #del > 0 then
-      redis.call('HDEL', KEYS[1], unpack(del))
-    end
-    redis.call('PEXPIRE', KEYS[1], ARGV[4])
-    return {'granted', tonumber(cur[3]), now_ms, 1}
+if not live and cur[7] then
+  local got, err = hand_over(cur, ARGV[7], retention) -- common.lua
+  if err then
+    return redis.error_reply(err)
   end
-  if waiter ~= '' and cur[4] ~= waiter and cur[4] ~= '*' then
-    redis.call('HSET', KEYS[1], 'w', cur[4] and '*' or waiter)
+  if got then
+    if got[3] == token then
+      -- The caller was the head: its attempt took the lease.
+      return {'granted', got[4], now_ms, 0}
+    end
+    live = true
+    cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h')
+    queued = '1'
   end
-  return {'held', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
 end
 
-local fence, digits = next_fence(KEYS[2], now_us) -- fence.lua
-if not fence then
-  return redis.error_reply(digits)
-end
-if ARGV[2] == '' and ARGV[3] == '' and waiter == '' then
-  -- The common bare lease, without building tables.
-  redis.call('HSET', KEYS[1], 't', ARGV[1], 'f', digits, 'l', ARGV[4])
-else
-  local set = {'t', ARGV[1], 'f', digits, 'l', ARGV[4]}
-  optional(set)
-  if waiter ~= '' then
-    set[#set + 1] = 'w'
-    set[#set + 1] = waiter
+if not live then
+  local fence, fd = next_fence(cur[3], cur[8]) -- common.lua
+  if not fence then
+    return redis.error_reply(fd)
   end
-  redis.call('HSET', KEYS[1], unpack(set))
+  grant(cur, token, holder, metadata, ttl, fd, retention)
+  return {'granted', fence, now_ms, 0}
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return {'granted', fence, now_ms, 0}
+
+local position = -1
+if entry ~= '' then
+  if ARGV[9] == '1' then
+    position = redis.call('LPOS', KEYS[2], entry) or -1
+  end
+  if position < 0 then
+    position = redis.call('RPUSH', KEYS[2], entry) - 1
+    if not queued then
+      redis.call('HSET', KEYS[1], 'w', '1')
+    end
+    if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[8]) then
+      redis.call('PEXPIRE', KEYS[2], ARGV[8])
+    end
+  end
+end
+return {'held', cur[4] or '', tonumber(cur[3]), tonumber(cur[2]) - now_ms, now_ms, position}

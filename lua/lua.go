@@ -1,6 +1,6 @@
 // Package lua holds Leasehold's Redis scripts. Every state change of a lease is
 // one of these scripts, run atomically by Redis; each file starts with a header
-// that gives its KEYS, ARGV and replies.
+// that gives its KEYS, ARGV and replies. common.lua describes the keys.
 //
 // The package only embeds the source text; package lease turns it into
 // runnable scripts.
@@ -10,27 +10,37 @@ import _ "embed"
 
 // Acquire is the insert-if-missing-with-TTL primitive: it grants a free lease,
 // re-grants it idempotently to the same token, or answers the remaining TTL of
-// the current holder. It is fence.lua followed by acquire.lua.
-var Acquire = fence + acquire
+// the current holder and queues a caller that will wait. It is common.lua
+// followed by acquire.lua.
+var Acquire = common + acquire
 
-//go:embed fence.lua
-var fence string
+//go:embed common.lua
+var common string
 
 //go:embed acquire.lua
 var acquire string
 
-// Renew extends a lease for the holder of its token.
-//
-//go:embed renew.lua
-var Renew string
+// Renew extends a lease for the holder of its token. It is common.lua
+// followed by renew.lua.
+var Renew = common + renew
 
-// Release ends a lease for the holder of its token: it deletes and
-// announces it, or hands it to a waiter of the caller's client. It is
-// fence.lua followed by release.lua.
-var Release = fence + release
+//go:embed renew.lua
+var renew string
+
+// Release ends a lease for the holder of its token, handing it to the
+// queue's first waiter when one waits. It is common.lua followed by
+// release.lua.
+var Release = common + release
 
 //go:embed release.lua
 var release string
+
+// Leave takes a waiter out of a name's queue, releasing a lease handed to
+// it meanwhile. It is common.lua followed by leave.lua.
+var Leave = common + leave
+
+//go:embed leave.lua
+var leave string
 
 // Inspect reads a lease without its token, and says whether a token matches.
 //

@@ -3,8 +3,7 @@
 -- it decided, so that every master of the quorum holds the same fence and the
 -- next grant on any quorum exceeds it.
 --
--- KEYS[1]  the lease hash, PREFIX{NAME}
--- KEYS[2]  the fence counter, PREFIX{NAME}:fence
+-- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- ARGV[1]  token of the grant
 -- ARGV[2]  the decided fence (decimal digits)
 --
@@ -14,24 +13,25 @@
 -- grant's own fence from such a master's by it. The grant's fence f is set to
 -- ARGV[2] even when it is higher (a late grant of the same token, with a
 -- fence of its own, is brought into line), but never below a decided fence
--- (q higher than ARGV[2] stays). The counter only rises.
+-- (q higher than ARGV[2] stays). When f goes down, field c keeps the fence
+-- it had, so the next grant here still exceeds it (see next_fence).
 --
 -- Replies
 --   {"raised", fence}  the grant's fence f and q are now fence: ARGV[2], or the
---                      higher fence decided before; the counter is at least fence
+--                      higher fence decided before
 --   {"not_holder"}     the lease is gone or held by another token; nothing changed
-local cur = redis.call('HMGET', KEYS[1], 't', 'q')
+local cur = redis.call('HMGET', KEYS[1], 't', 'q', 'f', 'c')
 if cur[1] ~= ARGV[1] then
   return {'not_holder'}
 end
-local digits = ARGV[2]
-if cur[2] and tonumber(cur[2]) > tonumber(digits) then
-  digits = cur[2]
+local d = ARGV[2]
+if cur[2] and tonumber(cur[2]) > tonumber(d) then
+  d = cur[2]
 end
-local f = tonumber(digits)
-redis.call('HSET', KEYS[1], 'f', digits, 'q', digits)
-local counter = redis.call('GET', KEYS[2])
-if not counter or tonumber(counter) < f then
-  redis.call('SET', KEYS[2], digits)
+local f = tonumber(d)
+if cur[3] and tonumber(cur[3]) > f and not (cur[4] and tonumber(cur[4]) >= tonumber(cur[3])) then
+  redis.call('HSET', KEYS[1], 'f', d, 'q', d, 'c', cur[3])
+else
+  redis.call('HSET', KEYS[1], 'f', d, 'q', d)
 end
 return {'raised', f}

@@ -1,30 +1,31 @@
 -- renew: extend a lease, only for the holder of its token.
 --
--- KEYS[1]  the lease hash, PREFIX{NAME}
+-- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- ARGV[1]  token of the caller
 -- ARGV[2]  new ttl in milliseconds, or "0" to reuse the TTL of the grant's most
 --          recent acquire or renew
---
--- An empty holder or metadata is not stored (see acquire.lua): nil reads as "".
+-- ARGV[3]  the fence retention in milliseconds
 --
 -- Replies
 --   {"renewed", fence, ttl_ms, now_ms, holder, metadata}
 --   {"not_holder", holder, fence, pttl_ms, now_ms}  another token holds it; nothing changed
 --   {"not_found"}                                   no lease (released or expired)
-local cur = redis.call('HMGET', KEYS[1], 't', 'h', 'f', 'm', 'l')
-if not cur[1] then
+local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'l')
+if not cur[1] or tonumber(cur[2]) <= now_ms then
   return {'not_found'}
 end
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 if cur[1] ~= ARGV[1] then
-  return {'not_holder', cur[2] or '', tonumber(cur[3]), redis.call('PTTL', KEYS[1]), now_ms}
+  return {'not_holder', cur[4] or '', tonumber(cur[3]), tonumber(cur[2]) - now_ms, now_ms}
 end
 local ttl = ARGV[2]
+local e
 if ttl == '0' then
-  ttl = cur[5]
+  ttl = cur[6]
+  e = now_ms + tonumber(ttl)
+  redis.call('HSET', KEYS[1], 'e', digits(e)) -- common.lua
 else
-  redis.call('HSET', KEYS[1], 'l', ttl)
+  e = now_ms + tonumber(ttl)
+  redis.call('HSET', KEYS[1], 'e', digits(e), 'l', ttl)
 end
-redis.call('PEXPIRE', KEYS[1], ttl)
-return {'renewed', tonumber(cur[3]), tonumber(ttl), now_ms, cur[2] or '', cur[4] or ''}
+redis.call('PEXPIREAT', KEYS[1], e + tonumber(ARGV[3]))
+return {'renewed', tonumber(cur[3]), tonumber(ttl), now_ms, cur[4] or '', cur[5] or ''}

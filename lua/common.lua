@@ -1,0 +1,121 @@
+-- common: what every script that writes a lease shares (package lua puts
+-- this file in front of acquire.lua, release.lua, leave.lua and renew.lua).
+--
+-- A name is one hash, PREFIX{NAME} (KEYS[1]):
+--   t  token of the grant         e  its expiry, Redis TIME in ms
+--   f  its fence (kept after the grant ends: the name's last fence)
+--   l  TTL in ms of its most recent acquire or renew
+--   h  holder, m  metadata        (only when not empty: nil reads as "")
+--   q  the fence a Redlock quorum decided (raise.lua)
+--   c  a fence floor, when raise.lua set f below what this master granted
+--   w  "1" while the queue PREFIX{NAME}:q (KEYS[2]) may hold waiters
+-- A grant is live while t is set and e is after now. The key expires at
+-- max(e, end of the grant) + the fence retention (ARGV), so what a name
+-- keeps after its last grant is gone after the retention; after that the
+-- next fence rests on Redis's clock alone.
+--
+-- The queue is a list of waiters in arrival order, each entry
+--   wid "\n" client "\n" ttl_ms "\n" token "\n" holder "\n" metadata
+-- (wid and client are ids of the waiter and of its Client, ttl digits, the
+-- token of [A-Za-z0-9_-], the holder printable: none holds "\n"; the
+-- metadata comes last and may). A lease that becomes free goes to the
+-- queue's head in the same script call (hand_over): the head is told on
+-- its client's channel PREFIX{NAME}:w:CLIENT, and only a head whose client
+-- is still subscribed there (PUBLISH counted a receiver) gets it; one
+-- whose process died has no subscription and is skipped.
+
+local MAX_FENCE = 9007199254740991 -- 2^53 - 1: exact in JSON and JavaScript
+
+local now_raw = redis.call('TIME')
+local now_us = tonumber(now_raw[1]) * 1000000 + tonumber(now_raw[2])
+local now_ms = math.floor(now_us / 1000)
+
+-- digits prints an integer exactly: tostring() would print 1.7e+15.
+local function digits(n)
+  return string.format('%.0f', n)
+end
+
+-- next_fence returns max(last fence + 1, floor + 1, now_us), where last and
+-- floor are the hash's f and c (nil when absent), as a number and as
+-- digits; or nil and a message when either holds anything but a fence
+-- below 2^53 - 1 (only these scripts write them, always as at most 16
+-- digits), so that the caller changes nothing.
+local function next_fence(last, floor)
+  local fence = now_us
+  for _, v in ipairs({last or '0', floor or '0'}) do
+    local n = string.match(v, '^%d+$') and #v <= 16 and tonumber(v)
+    if not n or n >= MAX_FENCE then
+      return nil, 'the fence of ' .. KEYS[1] .. ' holds ' .. string.format('%q', string.sub(v, 1, 40)) ..
+        ', not a fence below 2^53-1: no grant can get a higher fence; nothing was changed'
+    end
+    if n >= fence then
+      fence = n + 1
+    end
+  end
+  return fence, digits(fence)
+end
+
+-- grant makes the name's hash a new grant (cur is HMGET t e f h m q w c):
+-- it overwrites t, f, e, l, sets h and m when given, and drops the old
+-- grant's h, m, q and c that this one lacks.
+local function grant(cur, token, holder, metadata, ttl, fence_digits, retention)
+  local e = now_ms + tonumber(ttl)
+  local e_digits = digits(e)
+  if holder == '' and metadata == '' then
+    redis.call('HSET', KEYS[1], 't', token, 'f', fence_digits, 'e', e_digits, 'l', ttl)
+  elseif metadata == '' then
+    redis.call('HSET', KEYS[1], 't', token, 'f', fence_digits, 'e', e_digits, 'l', ttl, 'h', holder)
+  elseif holder == '' then
+    redis.call('HSET', KEYS[1], 't', token, 'f', fence_digits, 'e', e_digits, 'l', ttl, 'm', metadata)
+  else
+    redis.call('HSET', KEYS[1], 't', token, 'f', fence_digits, 'e', e_digits, 'l', ttl, 'h', holder, 'm', metadata)
+  end
+  if (cur[4] and holder == '') or (cur[5] and metadata == '') or cur[6] or cur[8] then
+    local stale = {}
+    if cur[4] and holder == '' then stale[#stale + 1] = 'h' end
+    if cur[5] and metadata == '' then stale[#stale + 1] = 'm' end
+    if cur[6] then stale[#stale + 1] = 'q' end
+    if cur[8] then stale[#stale + 1] = 'c' end
+    redis.call('HDEL', KEYS[1], unpack(stale))
+  end
+  redis.call('PEXPIREAT', KEYS[1], e + tonumber(retention))
+  return e
+end
+
+-- announce publishes msg on channel as ARGV says ("s": SPUBLISH for a Redis
+-- Cluster, else PUBLISH) and returns how many subscribers received it.
+local function announce(how, channel, msg)
+  if how == 's' then
+    return redis.call('SPUBLISH', channel, msg)
+  end
+  return redis.call('PUBLISH', channel, msg)
+end
+
+-- hand_over gives the free lease (cur as for grant) to the queue's first
+-- waiter whose client still listens, dropping the ones before it. It
+-- returns that waiter's {wid, client, token, fence, fence_digits, e}, or
+-- nil when the queue is empty (then w is cleared), or nil and a message
+-- when the fence is corrupt (nothing changed). At most 64 dead entries go
+-- per call; later calls drop the rest.
+local function hand_over(cur, how, retention)
+  local fence, fd = next_fence(cur[3], cur[8])
+  if not fence then
+    return nil, fd
+  end
+  for _ = 1, 64 do
+    local entry = redis.call('LPOP', KEYS[2])
+    if not entry then
+      redis.call('HDEL', KEYS[1], 'w')
+      return nil
+    end
+    local wid, client, ttl, token, holder, metadata =
+      string.match(entry, '^([^\n]*)\n([^\n]*)\n(%d+)\n([^\n]*)\n([^\n]*)\n(.*)$')
+    if wid then
+      if announce(how, KEYS[1] .. ':w:' .. client, wid .. ' ' .. fd .. ' ' .. digits(now_ms)) > 0 then
+        local e = grant(cur, token, holder, metadata, ttl, fd, retention)
+        return {wid, client, token, fence, fd, e}
+      end
+    end
+  end
+  return nil
+end

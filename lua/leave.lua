@@ -1,0 +1,39 @@
+-- leave: take a waiter that gives up out of the name's queue. A lease that
+-- was handed to it meanwhile is released in turn, to the next waiter if
+-- one listens, so no grant is left that nobody holds the token of.
+--
+-- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
+-- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
+-- ARGV[1]  the waiter's token
+-- ARGV[2]  the waiter's queue entry, as acquire.lua queued it
+-- ARGV[3]  the fence retention in milliseconds
+-- ARGV[4]  how to tell a head: "p" PUBLISH, "s" SPUBLISH (Redis Cluster)
+--
+-- Replies
+--   {"left", n}         n: 1 when the entry was queued, 0 when it was not
+--                       (handed over or never queued)
+--   {"released"}        the lease had been handed to the waiter: it is released
+--   {"handed", fence, now_ms, wid, client}  ... and granted to the next waiter
+--   an error reply: the fence is corrupt (the entry is gone; the lease stays)
+local n = redis.call('LREM', KEYS[2], 1, ARGV[2])
+local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'q', 'w', 'c')
+local live = cur[1] and tonumber(cur[2]) > now_ms
+if live and cur[1] ~= ARGV[1] then
+  return {'left', n}
+end
+if cur[7] then
+  -- Free (expired, or the waiter's own): the next waiter's turn.
+  local got, err = hand_over(cur, ARGV[4], ARGV[3]) -- common.lua
+  if err then
+    return redis.error_reply(err)
+  end
+  if got and live then
+    return {'handed', got[4], now_ms, got[1], got[2]}
+  end
+end
+if not live then
+  return {'left', n}
+end
+redis.call('HDEL', KEYS[1], 't', 'e', 'l', 'h', 'm', 'q')
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {'released'}
