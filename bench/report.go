@@ -220,9 +220,10 @@ func (r *report) writeMemory(w io.Writer) {
 	fmt.Fprintln(w, "| what | bytes |")
 	fmt.Fprintln(w, "| --- | ---: |")
 	fmt.Fprintf(w, "| MEMORY USAGE of one lease's hash, leasehold:{NAME} | %d |\n", m.hash)
-	fmt.Fprintf(w, "| MEMORY USAGE of its fence counter, leasehold:{NAME}:fence | %d |\n", m.fence)
 	fmt.Fprintf(w, "| INFO memory used_memory growth / leases held | %.0f |\n", m.perHeld)
-	fmt.Fprintf(w, "| used_memory left per name after release (the fence counter stays, by design) | %.0f |\n", m.perFreed)
+	fmt.Fprintf(w, "| MEMORY USAGE of a released name's hash (its last fence, for the retention) | %d |\n", m.released)
+	fmt.Fprintf(w, "| used_memory left per name after release (its last fence, until the retention) | %.0f |\n", m.perFreed)
+	fmt.Fprintf(w, "| used_memory left per name after the retention (1s in this run) | %.0f |\n", m.perGone)
 	fmt.Fprintln(w)
 }
 

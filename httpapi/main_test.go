@@ -207,3 +207,13 @@ func anyJSON(t testing.TB, b []byte) any {
 	}
 	return v
 }
+
+// live is 1 when the lease hash key holds a live grant, else 0: the
+// EXISTS of the lease, whose key outlives it by the fence retention.
+func live(rdb redis.Scripter, key string) (int64, error) {
+	ok, err := redistest.LeaseLive(context.Background(), rdb, key)
+	if ok {
+		return 1, err
+	}
+	return 0, err
+}

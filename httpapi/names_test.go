@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"github.com/leasehold/leasehold/internal/redistest"
 	"strconv"
 	"testing"
 )
@@ -37,8 +38,8 @@ func TestPercentEncodedNames(t *testing.T) {
 	}
 	e.do("POST", base+"/verify?fence="+strconv.FormatInt(fence, 10), "", r).want(t, 200, "")
 	e.do("POST", base+"/release", `{"token":"`+tok+`"}`, w).want(t, 200, "")
-	if n, err := e.rdb.Exists(bg, "leasehold:{"+name+"}").Result(); err != nil || n != 0 {
-		t.Errorf("after release: got %d keys leasehold:{%s} (%v), want 0", n, name, err)
+	if live, err := redistest.LeaseLive(bg, e.rdb, "leasehold:{"+name+"}"); err != nil || live {
+		t.Errorf("after release: got a live lease leasehold:{%s} (%v), want none", name, err)
 	}
 	e.do("POST", "/v1/leases/other%3Ax/acquire", "", w).want(t, 403, "forbidden") // scopes see the decoded name
 
@@ -47,7 +48,7 @@ func TestPercentEncodedNames(t *testing.T) {
 		e.do("GET", "/v1/leases/"+bad, "", r).want(t, 400, "invalid_name")
 	}
 	for _, decoded := range []string{"jobs/x", "a/..", "..", ".", "jobs x", "jobs\x00x", "{x}"} {
-		if n, err := e.rdb.Exists(bg, "leasehold:{"+decoded+"}", "leasehold:{"+decoded+"}:fence").Result(); err != nil || n != 0 {
+		if n, err := e.rdb.Exists(bg, "leasehold:{"+decoded+"}", "leasehold:{"+decoded+"}:q").Result(); err != nil || n != 0 {
 			t.Errorf("got %d keys for the invalid name %q (%v), want none", n, decoded, err)
 		}
 	}

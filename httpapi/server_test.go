@@ -251,7 +251,7 @@ func TestBadInputIs4xxAndChangesNothing(t *testing.T) {
 	other := uniq(t) + "-free"
 	snapshot := func() string {
 		a, _ := e.rdb.HGetAll(bg, "leasehold:{"+name+"}").Result()
-		n, _ := e.rdb.Exists(bg, "leasehold:{"+other+"}", "leasehold:{"+other+"}:fence").Result()
+		n, _ := e.rdb.Exists(bg, "leasehold:{"+other+"}", "leasehold:{"+other+"}:q").Result()
 		return strconv.Itoa(int(n)) + strings.ReplaceAll(strconv.Quote(strings.Join(sortedPairs(a), ",")), "\\", "")
 	}
 	before := snapshot()

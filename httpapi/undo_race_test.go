@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"github.com/leasehold/leasehold/internal/redistest"
 	"testing"
 	"time"
 
@@ -36,8 +37,8 @@ func TestClientUndoOutlastsTheServersCall(t *testing.T) {
 	}
 	settled := time.Now()
 	time.Sleep(1500 * time.Millisecond) // the server's call lands
-	if n, _ := e.rdb.Exists(bg, key).Result(); n != 0 {
-		pttl, _ := e.rdb.PTTL(bg, key).Result()
+	if n, _ := live(e.rdb, key); n != 0 {
+		pttl, _ := redistest.LeaseLeft(bg, e.rdb, key)
 		t.Errorf("Settle returned at %s, yet a grant nobody holds the token of is there for another %v", settled.Format("15:04:05.000"), pttl)
 	}
 }

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"github.com/leasehold/leasehold/internal/redistest"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +39,7 @@ func TestUnknownAcquireIsUndoneOrLeftToTheToken(t *testing.T) {
 			}
 			e.proxy.SetDelay(0)
 			if tc.token == "" {
-				waitFor(t, func() bool { n, _ := e.rdb.Exists(bg, key).Result(); return n == 0 })
+				waitFor(t, func() bool { n, _ := live(e.rdb, key); return n == 0 })
 				return
 			}
 			time.Sleep(time.Second)
@@ -66,14 +67,14 @@ func TestClientUndoesAnAcquireItGaveUpOn(t *testing.T) {
 	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute}); !lease.Unknown(err) {
 		t.Fatalf("Acquire = %v, want an unknown outcome", err)
 	}
-	waitFor(t, func() bool { n, _ := e.rdb.Exists(bg, key).Result(); return n == 1 }) // granted after all
+	waitFor(t, func() bool { n, _ := live(e.rdb, key); return n == 1 }) // granted after all
 	sctx, scancel := context.WithTimeout(bg, 10*time.Second)
 	defer scancel()
 	if err := c.Settle(sctx); err != nil {
 		t.Fatalf("Settle = %v", err)
 	}
-	if n, _ := e.rdb.Exists(bg, key).Result(); n != 0 {
-		pttl, _ := e.rdb.PTTL(bg, key).Result()
+	if n, _ := live(e.rdb, key); n != 0 {
+		pttl, _ := redistest.LeaseLeft(bg, e.rdb, key)
 		t.Errorf("after Settle the grant nobody holds the token of is still there, for another %v", pttl)
 	}
 }

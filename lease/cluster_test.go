@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,7 +71,9 @@ func TestCluster(t *testing.T) {
 	}
 
 	l := grants["jobs:07"]
-	sub := rdb.SSubscribe(ctx, "leasehold:{jobs:07}:released")
+	waiter := lease.New(rdb, nil)
+	defer waiter.Close()
+	sub := rdb.SSubscribe(ctx, waiter.Channel(l.Name))
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
@@ -81,10 +84,8 @@ func TestCluster(t *testing.T) {
 	if _, err := c.Acquire(ctx, l.Name, nil); !errors.Is(err, lease.ErrHeld) {
 		t.Errorf("Acquire of a held lease: got %v, want ErrHeld", err)
 	}
-	// A caller of another Client waits: the release is announced on the
-	// lease's shard, and the waiter is granted.
-	waiter := lease.New(rdb, nil)
-	defer waiter.Close()
+	// A caller of another Client waits: the release hands the lease over
+	// and tells the waiter's Client on the lease's shard.
 	got := make(chan error, 1)
 	go func() {
 		w, err := waiter.Acquire(ctx, l.Name, &lease.AcquireOptions{Wait: 10 * time.Second})
@@ -95,7 +96,7 @@ func TestCluster(t *testing.T) {
 	}()
 	for deadline := time.Now().Add(5 * time.Second); waiter.Waiters(l.Name) == 0 || rdb.HGet(ctx, "leasehold:{jobs:07}", "w").Val() == ""; {
 		if time.Now().After(deadline) {
-			t.Fatal("the waiter did not mark the lease")
+			t.Fatal("the waiter did not join the queue")
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -105,8 +106,8 @@ func TestCluster(t *testing.T) {
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	msg, err := sub.ReceiveMessage(tctx)
-	if err != nil || msg.Payload != fmt.Sprint(l.Fence) {
-		t.Errorf("got sharded announcement %v (%v), want fence %d", msg, err, l.Fence)
+	if f := strings.Fields(fmt.Sprint(msg.Payload)); err != nil || len(f) != 3 || f[1] <= fmt.Sprint(l.Fence) {
+		t.Errorf("got sharded hand-over %v (%v), want the waiter's id, a fence above %d and a time", msg, err, l.Fence)
 	}
 	if err := <-got; err != nil {
 		t.Errorf("the waiter of another Client: %v", err)

@@ -57,3 +57,6 @@ func (c *Client) Conns() int {
 	defer c.sub.mu.Unlock()
 	return len(c.sub.conns)
 }
+
+// Channel is the channel on which a hand-over of name to a waiter of c is told.
+func (c *Client) Channel(name string) string { return c.channel(name) }

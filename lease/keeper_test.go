@@ -233,7 +233,7 @@ func TestKeeperRenewsEveryThirdOfTheTTLByItsClock(t *testing.T) {
 	k := lease.Keep(ctx, c, l, &lease.KeeperOptions{Clock: clock})
 	defer k.Stop()
 	key := "leasehold:{" + name + "}"
-	shorten := func() { rdb.PExpire(ctx, key, 20*time.Second) }
+	shorten := func() { redistest.ExpireLeaseIn(ctx, rdb, key, 20*time.Second) }
 	waitTimer := func() {
 		deadline := time.Now().Add(2 * time.Second)
 		for clock.pending() == 0 {
@@ -247,13 +247,13 @@ func TestKeeperRenewsEveryThirdOfTheTTLByItsClock(t *testing.T) {
 	shorten()
 	clock.Advance(9 * time.Second) // before ttl/3: no renewal
 	time.Sleep(50 * time.Millisecond)
-	if pttl, _ := rdb.PTTL(ctx, key).Result(); pttl > 20*time.Second {
+	if pttl, _ := redistest.LeaseLeft(ctx, rdb, key); pttl > 20*time.Second {
 		t.Fatalf("got PTTL %v 9s into a 30s lease, want no renewal yet (<= 20s)", pttl)
 	}
 	clock.Advance(time.Second + time.Millisecond) // ttl/3 has passed
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		if pttl, _ := rdb.PTTL(ctx, key).Result(); pttl > 25*time.Second {
+		if pttl, _ := redistest.LeaseLeft(ctx, rdb, key); pttl > 25*time.Second {
 			break // renewed to 30s
 		}
 		if time.Now().After(deadline) {

@@ -162,7 +162,7 @@ func TestUndoWaitsForTheAbandonedCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(1500 * time.Millisecond)
-	if n, _ := rdb.Exists(ctx, "leasehold:{"+name+"}").Result(); n != 0 {
+	if n, _ := live(rdb, "leasehold:{"+name+"}"); n != 0 {
 		t.Errorf("a grant nobody holds the token of is left after Settle")
 	}
 }

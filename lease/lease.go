@@ -215,6 +215,8 @@ type Client struct {
 	ap       *redis.AutoPipeliner
 	inflight atomic.Int64 // calls running a script: with ap, a lone one skips it
 	undo     Undoer       // grants of unknown outcome made with tokens of this Client's making
+	// attempters run the attempts of waiting Acquire calls.
+	attempters workers
 	// deadlines: rdb bounds each command by its context's deadline itself
 	// (ContextTimeoutEnabled), so a call with one needs no goroutine.
 	deadlines bool

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -33,18 +34,22 @@ func TestAcquireGrantsAFreeLease(t *testing.T) {
 	if d := l.ExpiresAt.Sub(before); d < 4*time.Second || d > 6*time.Second {
 		t.Errorf("got expires_at %v after now, want about 5s", d)
 	}
-	pttl, err := rdb.PTTL(ctx, "leasehold:{"+name+"}").Result()
-	if err != nil || pttl <= 4*time.Second || pttl > 5*time.Second {
-		t.Errorf("got PTTL %v (%v), want in (4s, 5s]", pttl, err)
+	left, err := redistest.LeaseLeft(ctx, rdb, "leasehold:{"+name+"}")
+	if err != nil || left <= 4*time.Second || left > 5*time.Second {
+		t.Errorf("got %v (%v) left of the lease, want in (4s, 5s]", left, err)
+	}
+	// The key outlives the grant by the fence retention.
+	if pttl, err := rdb.PTTL(ctx, "leasehold:{"+name+"}").Result(); err != nil || pttl <= lease.DefaultFenceRetention+4*time.Second || pttl > lease.DefaultFenceRetention+5*time.Second {
+		t.Errorf("got PTTL %v (%v), want the retention (24h) + 5s", pttl, err)
 	}
 	// The fence is stored as exact digits, not 1.7e+15.
 	stored, err := rdb.HGet(ctx, "leasehold:{"+name+"}", "f").Result()
 	if err != nil || stored != strconv.FormatInt(l.Fence, 10) {
 		t.Errorf("got stored fence %q (%v), want %d", stored, err, l.Fence)
 	}
-	counter, err := rdb.Get(ctx, "leasehold:{"+name+"}:fence").Result()
-	if err != nil || counter != strconv.FormatInt(l.Fence, 10) {
-		t.Errorf("got fence counter %q (%v), want %d", counter, err, l.Fence)
+	// One key per name: no separate fence counter, no queue while nobody waits.
+	if keys, err := rdb.Keys(ctx, "leasehold:{"+name+"}*").Result(); err != nil || len(keys) != 1 {
+		t.Errorf("got keys %v (%v), want only the lease's hash", keys, err)
 	}
 }
 
@@ -77,8 +82,8 @@ func TestAcquireHeldAnswersRemainingTTLAndChangesNothing(t *testing.T) {
 	if len(after) != len(before) || after["h"] != before["h"] || after["t"] != before["t"] || after["m"] != before["m"] || after["l"] != before["l"] {
 		t.Errorf("got hash %v after a conflicting acquire, want unchanged %v", after, before)
 	}
-	if pttl, _ := rdb.PTTL(ctx, key).Result(); pttl > 10*time.Second-40*time.Millisecond {
-		t.Errorf("got PTTL %v: the conflicting acquire extended the lease", pttl)
+	if left, _ := redistest.LeaseLeft(ctx, rdb, key); left > 10*time.Second-40*time.Millisecond {
+		t.Errorf("got %v left: the conflicting acquire extended the lease", left)
 	}
 }
 
@@ -149,12 +154,12 @@ func TestRenew(t *testing.T) {
 		if r.Fence != l.Fence || r.TTL != 7*time.Second || r.Token != l.Token || r.Holder != "h" || r.Metadata != "md" {
 			t.Errorf("got %+v, want same fence/token/holder/metadata and ttl 7s", r)
 		}
-		if pttl, _ := rdb.PTTL(ctx, key).Result(); pttl <= 6*time.Second {
-			t.Errorf("got PTTL %v, want about 7s", pttl)
+		if left, _ := redistest.LeaseLeft(ctx, rdb, key); left <= 6*time.Second {
+			t.Errorf("got %v left, want about 7s", left)
 		}
 	})
 	t.Run("default is the last ttl", func(t *testing.T) {
-		rdb.PExpire(ctx, key, time.Second)
+		redistest.ExpireLeaseIn(ctx, rdb, key, time.Second)
 		r, err := c.Renew(ctx, name, l.Token, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -162,12 +167,12 @@ func TestRenew(t *testing.T) {
 		if r.TTL != 7*time.Second {
 			t.Errorf("got ttl %v, want the last renew's 7s", r.TTL)
 		}
-		if pttl, _ := rdb.PTTL(ctx, key).Result(); pttl <= 6*time.Second {
-			t.Errorf("got PTTL %v, want about 7s", pttl)
+		if left, _ := redistest.LeaseLeft(ctx, rdb, key); left <= 6*time.Second {
+			t.Errorf("got %v left, want about 7s", left)
 		}
 	})
 	t.Run("wrong token changes nothing", func(t *testing.T) {
-		rdb.PExpire(ctx, key, 3*time.Second)
+		redistest.ExpireLeaseIn(ctx, rdb, key, 3*time.Second)
 		_, err := c.Renew(ctx, name, "someone-elses-token-xyz", time.Hour)
 		var nh *lease.NotHolderError
 		if !errors.As(err, &nh) || !errors.Is(err, lease.ErrNotHolder) {
@@ -176,8 +181,8 @@ func TestRenew(t *testing.T) {
 		if nh.Holder != "h" || nh.Fence != l.Fence || nh.TTL <= 2*time.Second || nh.TTL > 3*time.Second {
 			t.Errorf("got %+v, want holder h, fence %d, ttl ~3s", nh, l.Fence)
 		}
-		if pttl, _ := rdb.PTTL(ctx, key).Result(); pttl > 3*time.Second {
-			t.Errorf("got PTTL %v, want at most 3s: a wrong-token renew extended it", pttl)
+		if left, _ := redistest.LeaseLeft(ctx, rdb, key); left > 3*time.Second {
+			t.Errorf("got %v left, want at most 3s: a wrong-token renew extended it", left)
 		}
 		if last, _ := rdb.HGet(ctx, key, "l").Result(); last != "7000" {
 			t.Errorf("got stored ttl %q, want 7000 unchanged", last)
@@ -205,13 +210,13 @@ func TestRelease(t *testing.T) {
 	if !errors.As(err, &nh) || nh.Holder != "h" || nh.Fence != l.Fence {
 		t.Fatalf("release with a wrong token: got %v, want *NotHolderError naming h", err)
 	}
-	if n, _ := rdb.Exists(ctx, key).Result(); n != 1 {
+	if live, _ := redistest.LeaseLive(ctx, rdb, key); !live {
 		t.Fatalf("a wrong-token release removed the lease")
 	}
 
-	// Nobody waits for it: the release is not announced (waiting is
+	// Nobody waits for it: the release publishes nothing (waiting is
 	// tested in wait_test.go).
-	sub := rdb.Subscribe(ctx, "leasehold:{"+name+"}:released")
+	sub := rdb.PSubscribe(ctx, "leasehold:{"+name+"}*")
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
@@ -219,10 +224,14 @@ func TestRelease(t *testing.T) {
 	if err := c.Release(ctx, name, l.Token); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
-		t.Errorf("the lease key still exists after release")
+	// What stays is the name's last fence, for the retention.
+	if h, _ := rdb.HGetAll(ctx, key).Result(); len(h) != 1 || h["f"] != strconv.FormatInt(l.Fence, 10) {
+		t.Errorf("got hash %v after release, want only the fence %d", h, l.Fence)
 	}
-	rdb.Publish(ctx, "leasehold:{"+name+"}:released", "marker")
+	if pttl, _ := rdb.PTTL(ctx, key).Result(); pttl <= lease.DefaultFenceRetention-time.Second || pttl > lease.DefaultFenceRetention {
+		t.Errorf("got PTTL %v after release, want the retention (24h)", pttl)
+	}
+	rdb.Publish(ctx, "leasehold:{"+name+"}:marker", "marker")
 	if msg, err := sub.ReceiveMessage(ctx); err != nil || msg.Payload != "marker" {
 		t.Errorf("got %v (%v) first, want no announcement of a release nobody waits for", msg, err)
 	}
@@ -367,7 +376,7 @@ func TestFenceSurvivesDataLoss(t *testing.T) {
 		return l.Fence
 	}
 	// A counter far ahead of the clock shows the max(last+1, now) rule's first half.
-	rdb.Set(ctx, "leasehold:{"+name+"}:fence", time.Now().Add(time.Hour).UnixMicro(), 0)
+	rdb.HSet(ctx, "leasehold:{"+name+"}", "f", time.Now().Add(time.Hour).UnixMicro())
 	f1 := grant()
 	if f1 < time.Now().Add(59*time.Minute).UnixMicro() {
 		t.Fatalf("got fence %d, want last+1 of a counter an hour ahead", f1)
@@ -391,8 +400,8 @@ func TestFenceSurvivesDataLoss(t *testing.T) {
 	if f4 <= f3 {
 		t.Fatalf("after a restart without persistence: got fence %d, want more than %d", f4, f3)
 	}
-	if n, _ := rdb.Exists(ctx, "leasehold:{"+name+"}:fence").Result(); n != 1 {
-		t.Errorf("the fence counter is missing after a grant")
+	if f, _ := rdb.HGet(ctx, "leasehold:{"+name+"}", "f").Result(); f != strconv.FormatInt(f4, 10) {
+		t.Errorf("got stored fence %q after a grant, want %d", f, f4)
 	}
 }
 

@@ -119,12 +119,10 @@ func TestKeyPrefixAndHashTag(t *testing.T) {
 	if _, err := c.Acquire(ctx, name, nil); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{"app1:{" + name + "}", "app1:{" + name + "}:fence"} {
-		if n, _ := rdb.Exists(ctx, key).Result(); n != 1 {
-			t.Errorf("key %q missing", key)
-		}
+	if n, _ := live(rdb, "app1:{"+name+"}"); n != 1 {
+		t.Errorf("lease %q missing", "app1:{"+name+"}")
 	}
-	if n, _ := rdb.Exists(ctx, "leasehold:{"+name+"}").Result(); n != 0 {
+	if n, _ := live(rdb, "leasehold:{"+name+"}"); n != 0 {
 		t.Errorf("the default prefix was used despite KeyPrefix")
 	}
 	// Another prefix is another namespace.

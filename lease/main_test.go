@@ -35,7 +35,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	backendAddr = shared.Addr()
+	// Channels unsubscribe as soon as nobody waits, so that tests see no
+	// connection left behind; TestWaitSubscriptionLingers sets it back.
+	restore := lease.SetLinger(0)
 	code := m.Run()
+	restore()
 	shared.Close()
 	os.Exit(code)
 }

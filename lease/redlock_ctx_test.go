@@ -51,7 +51,7 @@ func TestRedlockAcquireEndsWithItsContextWhenAMasterHangs(t *testing.T) {
 	if err := r.Settle(sctx); err != nil {
 		t.Fatalf("Settle after the master came back: %v", err)
 	}
-	if n, _ := direct[2].Exists(ctx, "leasehold:{"+name+"}").Result(); n != 0 {
+	if n, _ := live(direct[2], "leasehold:{"+name+"}"); n != 0 {
 		t.Errorf("the hung master still holds the round's grant after Settle: want it undone")
 	}
 }

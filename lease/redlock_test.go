@@ -109,7 +109,7 @@ func TestRedlockLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, rdb := range rdbs {
-		if n, _ := rdb.Exists(ctx, "leasehold:{job}").Result(); n != 0 {
+		if n, _ := live(rdb, "leasehold:{job}"); n != 0 {
 			t.Errorf("master %d still has the lease after release", i)
 		}
 	}
@@ -164,7 +164,7 @@ func TestRedlockUndoesPartialGrants(t *testing.T) {
 	if !errors.As(err, &held) || held.Holder != "other" {
 		t.Fatalf("got %v, want *HeldError naming other", err)
 	}
-	if n, _ := rdbs[2].Exists(ctx, "leasehold:{job}").Result(); n != 0 {
+	if n, _ := live(rdbs[2], "leasehold:{job}"); n != 0 {
 		t.Errorf("the minority grant on master 2 was not undone")
 	}
 }
@@ -173,7 +173,7 @@ func TestRedlockFencesAgreeAndIncrease(t *testing.T) {
 	r, _, rdbs := redlock(t)
 	// One master's counter is far ahead: the quorum must adopt its fence.
 	ahead := time.Now().Add(time.Hour).UnixMicro()
-	rdbs[1].Set(ctx, "leasehold:{job}:fence", ahead, 0)
+	rdbs[1].HSet(ctx, "leasehold:{job}", "f", ahead)
 	l, err := r.Acquire(ctx, "job", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -182,8 +182,8 @@ func TestRedlockFencesAgreeAndIncrease(t *testing.T) {
 		t.Fatalf("got fence %d, want the largest master's %d", l.Fence, ahead+1)
 	}
 	for i, rdb := range rdbs {
-		if f, _ := rdb.Get(ctx, "leasehold:{job}:fence").Result(); f != strconv.FormatInt(ahead+1, 10) {
-			t.Errorf("master %d: counter %q, want raised to %d", i, f, ahead+1)
+		if f, _ := rdb.HGet(ctx, "leasehold:{job}", "f").Result(); f != strconv.FormatInt(ahead+1, 10) {
+			t.Errorf("master %d: fence %q, want raised to %d", i, f, ahead+1)
 		}
 	}
 	if err := r.Release(ctx, "job", l.Token); err != nil {

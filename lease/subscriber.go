@@ -38,6 +38,7 @@ type subscriber struct {
 	mu     sync.Mutex
 	conns  map[string]*psconn // by shard key; guarded by mu
 	closed bool               // guarded by mu
+	seq    uint64             // the last waiter id given; guarded by mu
 }
 
 // psconn is one pub/sub connection and the goroutine that serves it. Its
@@ -147,7 +148,8 @@ func (s *subscriber) join(channel, name, client string, o *AcquireOptions) (*wai
 		// until then a hand-over would find nobody listening.
 		t.confirmed = false
 	}
-	id := NewToken()[:16]
+	s.seq++
+	id := strconv.FormatUint(s.seq, 36) // unique on this Client's channels
 	w := &waiter{s: s, t: t, c: c, id: id, opts: o, wake: make(chan struct{}, 1), retried: t.retries}
 	w.entry = id + "\n" + client + "\n" + strconv.FormatInt(o.TTL.Milliseconds(), 10) + "\n" + o.Token + "\n" + o.Holder + "\n" + o.Metadata
 	t.waiters[id] = w

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/redis/go-redis/v9"
 )
@@ -52,7 +53,7 @@ func TestUnknownOutcomeIsUndone(t *testing.T) {
 			}
 			key := "leasehold:{" + name + "}"
 			eventually(t, 3*time.Second, "the late grant to reach Redis", func() bool {
-				n, _ := rdb.Exists(ctx, key).Result()
+				n, _ := live(rdb, key)
 				return n == 1
 			})
 			sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
@@ -60,14 +61,14 @@ func TestUnknownOutcomeIsUndone(t *testing.T) {
 			if err := c.Settle(sctx); err != nil {
 				t.Fatalf("Settle = %v, want nil", err)
 			}
-			n, err := rdb.Exists(ctx, key).Result()
+			n, err := live(rdb, key)
 			switch {
 			case err != nil:
 				t.Fatal(err)
 			case tc.ownToken && n != 1:
 				t.Errorf("the grant of the caller's own token was released behind its back")
 			case !tc.ownToken && n != 0:
-				pttl, _ := rdb.PTTL(ctx, key).Result()
+				pttl, _ := redistest.LeaseLeft(ctx, rdb, key)
 				t.Errorf("after Settle the grant nobody holds the token of is still there, for another %v", pttl)
 			}
 		})
@@ -125,7 +126,7 @@ func TestUnknownOutcomeOfAWaitIsUndone(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 3*time.Second, "the waiter's attempt to be granted in Redis", func() bool {
-		n, _ := rdb.Exists(ctx, key).Result()
+		n, _ := live(rdb, key)
 		return n == 1
 	})
 	cancel() // the answer is still on its way
@@ -137,8 +138,8 @@ func TestUnknownOutcomeOfAWaitIsUndone(t *testing.T) {
 	if err := c.Settle(sctx); err != nil {
 		t.Fatalf("Settle = %v, want nil", err)
 	}
-	if n, _ := rdb.Exists(ctx, key).Result(); n != 0 {
-		pttl, _ := rdb.PTTL(ctx, key).Result()
+	if n, _ := live(rdb, key); n != 0 {
+		pttl, _ := redistest.LeaseLeft(ctx, rdb, key)
 		t.Errorf("after Settle the grant nobody holds the token of is still there, for another %v", pttl)
 	}
 }

@@ -185,16 +185,15 @@ func (c *Client) leaveLater(name string, w *waiter) {
 // l, err. retries is the topic's count it covers (-1: none, a nap's end).
 func (ws *waitState) attempt(ctx context.Context, retries int) (l *Lease, err error, over bool) {
 	ws.napUntil = time.Time{}
-	l, position, err := ws.tryOnce(ctx, ws.w)
+	l, position, held, err := ws.tryOnce(ctx, ws.w)
 	if retries >= 0 {
 		ws.w.covered(retries)
 	}
-	var held *HeldError
 	switch {
 	case err == nil:
 		ws.got = l
 		return l, nil, true
-	case errors.As(err, &held):
+	case held != nil:
 		// The remaining TTL counts whole milliseconds: never sooner than 1ms.
 		ws.lastAt = time.Now()
 		ws.last = held
@@ -206,9 +205,6 @@ func (ws *waitState) attempt(ctx context.Context, retries int) (l *Lease, err er
 		ws.nap.Reset(time.Until(until))
 		return nil, nil, false
 	case ctx.Err() != nil:
-		if !errors.Is(err, ctx.Err()) {
-			err = fmt.Errorf("lease: acquire: %w", ctx.Err())
-		}
 		return nil, err, true
 	default:
 		// Redis failed (or answered an error): like an Acquire that does
@@ -232,8 +228,11 @@ func (ws *waitState) ended(ctx context.Context) (*Lease, error) {
 	if left < time.Millisecond {
 		// Never tried (never confirmed subscribed), or the holder's lease
 		// has run out just now: the answer is one more attempt.
-		l, _, err := ws.tryOnce(ctx, ws.w)
+		l, _, held, err := ws.tryOnce(ctx, ws.w)
 		ws.got = l
+		if held != nil {
+			return nil, held
+		}
 		return l, err
 	}
 	held := *ws.last
@@ -241,15 +240,32 @@ func (ws *waitState) ended(ctx context.Context) (*Lease, error) {
 	return nil, &held
 }
 
-func (ws *waitState) tryOnce(ctx context.Context, w *waiter) (*Lease, int64, error) {
-	l, position, err := ws.c.tryAcquire(ctx, ws.name, ws.o, w)
-	if testHookAttempted != nil {
-		testHookAttempted(ws.name, err)
-	}
-	if ws.ownToken && unknown(err) {
-		// Only this wait knew the token: nobody else can end the grant
-		// the attempt may have made.
-		ws.c.undo.Undo(ws.c, ws.name, ws.o.Token, ws.o.TTL, err)
-	}
-	return l, position, err
+// tryOnce makes one attempt on another goroutine (Client.attempters), which also reads
+// its answer: held is the *HeldError when the lease is held, and a
+// context's end is the wait's error. Every waiter attempts (its first
+// attempt queues it), and the call through go-redis is deep enough to
+// double the stack of the goroutine that makes it, which for a waiting
+// HTTP request is the connection's, parked for the whole wait (see
+// httpapi's TestWaitingRequestsKeepSmallStacks).
+//
+//go:noinline
+func (ws *waitState) tryOnce(ctx context.Context, w *waiter) (l *Lease, position int64, held *HeldError, err error) {
+	ws.c.attempters.run(func() {
+		l, position, err = ws.c.tryAcquire(ctx, ws.name, ws.o, w)
+		if testHookAttempted != nil {
+			testHookAttempted(ws.name, err)
+		}
+		if ws.ownToken && unknown(err) {
+			// Only this wait knew the token: nobody else can end the grant
+			// the attempt may have made.
+			ws.c.undo.Undo(ws.c, ws.name, ws.o.Token, ws.o.TTL, err)
+		}
+		switch {
+		case err == nil:
+		case errors.As(err, &held):
+		case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+			err = fmt.Errorf("lease: acquire: %w", ctx.Err())
+		}
+	})
+	return l, position, held, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -100,8 +101,8 @@ func wokenByRelease(t *testing.T, c, other *lease.Client, whileWaiting func(name
 	case <-time.After(10 * time.Second):
 		t.Fatal("the waiter was not granted within 10s of the release (the holder's TTL was 1m)")
 	}
-	if n := attempts(); n != 2 {
-		t.Errorf("got %d attempts, want 2: the first, and one after the release", n)
+	if n := attempts(); n != 1 {
+		t.Errorf("got %d attempts, want 1: the first; the release handed the lease over", n)
 	}
 }
 
@@ -111,7 +112,7 @@ func TestWaitIsWokenByRelease(t *testing.T) {
 	other, _ := newClient(t, nil)
 	var channel string
 	wokenByRelease(t, c, other, func(name string) {
-		channel = "leasehold:{" + name + "}:released"
+		channel = c.Channel(name)
 		if n := numsub(t, rdb, channel); n != 1 {
 			t.Fatalf("got %d subscribers of the release channel while waiting, want 1", n)
 		}
@@ -204,7 +205,7 @@ func TestReleaseHandsOverToTheNextWaiter(t *testing.T) {
 	attempts := countAttempts(t, name, nil)
 	got := acquireAsync(c, ctx, name, &lease.AcquireOptions{TTL: 40 * time.Second, Holder: "next", Metadata: "m", Wait: 20 * time.Second})
 	eventually(t, 5*time.Second, "the waiter made no first attempt", func() bool { return attempts() == 1 })
-	sub := rdb.Subscribe(ctx, "leasehold:{"+name+"}:released")
+	sub := rdb.PSubscribe(ctx, "leasehold:{"+name+"}*")
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
@@ -235,12 +236,16 @@ func TestReleaseHandsOverToTheNextWaiter(t *testing.T) {
 	if err != nil || now.Fence != r.l.Fence {
 		t.Errorf("Verify of the handed-over grant: got %+v, %v; want fence %d", now, err, r.l.Fence)
 	}
-	if pttl, _ := rdb.PTTL(ctx, "leasehold:{"+name+"}").Result(); pttl <= 39*time.Second || pttl > 40*time.Second {
-		t.Errorf("got PTTL %v, want the waiter's 40s", pttl)
+	if left, _ := redistest.LeaseLeft(ctx, rdb, "leasehold:{"+name+"}"); left <= 39*time.Second || left > 40*time.Second {
+		t.Errorf("got %v left, want the waiter's 40s", left)
 	}
-	rdb.Publish(ctx, "leasehold:{"+name+"}:released", "marker")
+	// The hand-over was told once, on the waiter's Client's channel only.
+	rdb.Publish(ctx, "leasehold:{"+name+"}:marker", "marker")
+	if msg, err := sub.ReceiveMessage(ctx); err != nil || msg.Channel != c.Channel(name) || !strings.HasSuffix(msg.Payload, " "+strconv.FormatInt(r.l.Fence, 10)+" "+strconv.FormatInt(r.l.ExpiresAt.UnixMilli()-40000, 10)) {
+		t.Errorf("got %v (%v) first, want the hand-over told on %s with the waiter's id, fence and grant time", msg, err, c.Channel(name))
+	}
 	if msg, err := sub.ReceiveMessage(ctx); err != nil || msg.Payload != "marker" {
-		t.Errorf("got %v (%v) first, want no announcement of a hand-over", msg, err)
+		t.Errorf("got %v (%v) second, want the marker: one message per hand-over", msg, err)
 	}
 	if err := c.Release(ctx, name, r.l.Token); err != nil {
 		t.Fatal(err)
@@ -407,9 +412,9 @@ func TestWaitGivingUpLeavesNothing(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "not all 12 waiters joined", func() bool { return c.Waiters(name) == 12 })
 	eventually(t, 5*time.Second, "the channel was never subscribed", func() bool {
-		return numsub(t, rdb, "leasehold:{"+name+"}:released") > 0
+		return numsub(t, rdb, c.Channel(name)) > 0
 	})
-	if n := numsub(t, rdb, "leasehold:{"+name+"}:released"); n != 1 {
+	if n := numsub(t, rdb, c.Channel(name)); n != 1 {
 		t.Errorf("got %d subscriptions for 12 waiters, want 1 (one shared connection)", n)
 	}
 	cancel()
@@ -428,7 +433,7 @@ func TestWaitGivingUpLeavesNothing(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "subscriptions remain", func() bool {
 		chans, err := rdb.PubSubChannels(ctx, "leasehold:{"+name+"}*").Result()
-		return err == nil && len(chans) == 0 && numsub(t, rdb, "leasehold:{"+name+"}:released") == 0
+		return err == nil && len(chans) == 0 && numsub(t, rdb, c.Channel(name)) == 0
 	})
 	eventually(t, 5*time.Second, "the client still has a pub/sub connection", func() bool { return c.Conns() == 0 })
 	keysAfter, _ := rdb.Keys(ctx, "leasehold:{"+name+"}*").Result()
@@ -480,10 +485,9 @@ func TestWaitServesArrivalOrder(t *testing.T) {
 	}
 }
 
-// A release wakes one waiter of a Client, not all of them. Released
-// through the waiters' own Client, every grant costs one script call (the
-// release that hands it over); through another Client, one attempt and one
-// release.
+// A release wakes one waiter, not all of them. Every waiter makes one
+// attempt, which queues it; after that, every grant costs one script call
+// (the release that hands it over), whichever Client releases.
 func TestWaitNoHerd(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
@@ -494,17 +498,11 @@ func TestWaitNoHerd(t *testing.T) {
 	}
 	const n = 20
 	for _, tt := range []struct {
-		how                    string
-		rel                    *lease.Client
-		wantAttempts, wantEval int64
+		how string
+		rel *lease.Client
 	}{
-		// The head's first held attempt; 1 release by the holder, then one
-		// release per waiter that hands the lease to the next.
-		{"handed over", c, 1, 1 + n},
-		// The head's first held attempt, then one granted attempt per
-		// waiter; 1 release by the holder, then per waiter one acquire and
-		// one release.
-		{"announced", other, 1 + n, 1 + 2*n},
+		{"released by the waiters Client", c},
+		{"released by another Client", other},
 	} {
 		t.Run(tt.how, func(t *testing.T) {
 			name := uniq(t)
@@ -529,18 +527,20 @@ func TestWaitNoHerd(t *testing.T) {
 					}
 				}()
 			}
-			eventually(t, 5*time.Second, "not all waiters joined", func() bool { return c.Waiters(name) == n })
-			eventually(t, 5*time.Second, "the head made no first attempt", func() bool { return attempts() == 1 })
+			eventually(t, 5*time.Second, "not all waiters joined", func() bool { return c.Waiters(name) == n && attempts() == n })
+			if got, err := c.Get(ctx, name); err != nil || got.Waiting != n {
+				t.Errorf("Get while %d wait: got %+v, %v; want Waiting %d", n, got, err, n)
+			}
 			before := evalshaCalls(t, rdb)
 			if err := tt.rel.Release(ctx, name, holder.Token); err != nil {
 				t.Fatal(err)
 			}
 			wg.Wait()
-			if got := attempts(); got != tt.wantAttempts {
-				t.Errorf("got %d acquire attempts for %d grants, want %d", got, n, tt.wantAttempts)
+			if got := attempts(); got != n {
+				t.Errorf("got %d acquire attempts for %d grants, want %d (one each, to join)", got, n, n)
 			}
-			if got := evalshaCalls(t, rdb) - before; got != tt.wantEval {
-				t.Errorf("got %d EVALSHA calls, want %d", got, tt.wantEval)
+			if got := evalshaCalls(t, rdb) - before; got != 1+n {
+				t.Errorf("got %d EVALSHA calls after the waiters joined, want %d: one release per grant", got, 1+n)
 			}
 		})
 	}
@@ -676,7 +676,7 @@ func TestCloseEndsWaits(t *testing.T) {
 		t.Errorf("Acquire after Close: got %v, want ErrClosed", err)
 	}
 	eventually(t, 5*time.Second, "subscriptions remain", func() bool {
-		return numsub(t, rdb, "leasehold:{"+name+"}:released") == 0
+		return numsub(t, rdb, c.Channel(name)) == 0
 	})
 }
 
@@ -696,7 +696,7 @@ func TestWaitCluster(t *testing.T) {
 	defer cc.Close()
 	c := lease.New(cc, clientOptions(nil))
 	wokenByRelease(t, c, lease.New(cc, clientOptions(nil)), func(name string) {
-		ch := "leasehold:{" + name + "}:released"
+		ch := c.Channel(name)
 		if m, err := plain.PubSubShardNumSub(ctx, ch).Result(); err != nil || m[ch] != 1 {
 			t.Fatalf("got PUBSUB SHARDNUMSUB %v (%v), want 1 shard subscriber", m, err)
 		}
@@ -824,7 +824,7 @@ func TestWaitHonoursItsDeadlineAfterDataLoss(t *testing.T) {
 	name := uniq(t)
 	key := "leasehold:{" + name + "}"
 	ahead := time.Now().Add(1000 * time.Hour).UnixMicro() // a counter far ahead of the clock (a Redlock raise, a clock stepped back)
-	if err := rdb.Set(ctx, key+":fence", ahead, 0).Err(); err != nil {
+	if err := rdb.HSet(ctx, key, "f", ahead).Err(); err != nil {
 		t.Fatal(err)
 	}
 	first, err := other.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Second, Holder: "first"})
@@ -841,7 +841,7 @@ func TestWaitHonoursItsDeadlineAfterDataLoss(t *testing.T) {
 	eventually(t, 2*time.Second, "the waiter's first attempt", func() bool { return attempts() >= 1 })
 	// The name's data is lost (as by FLUSHALL or a restart without
 	// persistence), and another holder takes it with a fence from the clock.
-	if err := rdb.Del(ctx, key, key+":fence").Err(); err != nil {
+	if err := rdb.Del(ctx, key, key+":q").Err(); err != nil {
 		t.Fatal(err)
 	}
 	second, err := other.Acquire(ctx, name, &lease.AcquireOptions{TTL: 20 * time.Second, Holder: "second"})

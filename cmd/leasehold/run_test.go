@@ -506,7 +506,7 @@ func waitGranted(t *testing.T, n string) {
 	t.Helper()
 	rdb := srv.Client(t)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-		if k, _ := rdb.Exists(bg, "leasehold:{"+n+"}").Result(); k == 1 {
+		if live, _ := redistest.LeaseLive(bg, rdb, "leasehold:{"+n+"}"); live {
 			return
 		}
 		if time.Now().After(deadline) {

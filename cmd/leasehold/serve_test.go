@@ -174,9 +174,9 @@ func TestServeBinaryOnRedisAndEmbedded(t *testing.T) {
 			}
 		})
 	}
-	n, err := rs.Client(t).Exists(context.Background(), "envtest:{TestServeBinaryOnRedisAndEmbedded.redis_env}:fence").Result()
+	n, err := rs.Client(t).Exists(context.Background(), "envtest:{TestServeBinaryOnRedisAndEmbedded.redis_env}").Result()
 	if err != nil || n != 1 {
-		t.Errorf("LEASEHOLD_KEY_PREFIX: got %d keys envtest:{...}:fence (%v), want 1", n, err)
+		t.Errorf("LEASEHOLD_KEY_PREFIX: got %d keys envtest:{...} (%v), want 1", n, err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ import (
 
 // keys are a lease's hash and fence counter, as package lease names them.
 func keys(name string) []string {
-	return []string{"leasehold:{" + name + "}", "leasehold:{" + name + "}:fence"}
+	return []string{"leasehold:{" + name + "}", "leasehold:{" + name + "}:q"}
 }
 
 // grantReply turns acquire.lua's reply into a grant or a *lease.HeldError.
@@ -37,8 +38,8 @@ func grantReply(name string, o *lease.AcquireOptions, token string, res []any) (
 }
 
 // clocklessFence acquires through acquire.lua with a fence that ignores
-// Redis's clock (the counter plus one): after Redis loses its data, the
-// counter starts again from 1 and the fence goes backwards.
+// Redis's clock (the last fence plus one): after Redis loses its data, the
+// fences start again from 1 and go backwards.
 type clocklessFence struct {
 	*lease.Client
 	rdb    *redis.Client
@@ -46,12 +47,13 @@ type clocklessFence struct {
 }
 
 func newClocklessFence(rdb *redis.Client) *clocklessFence {
-	body := lua.Acquire[strings.Index(lua.Acquire, "-- acquire:"):]
-	src := `local function next_fence(counter, now_us)
-  local fence = redis.call('INCR', counter)
+	start := strings.Index(lua.Acquire, "local function next_fence(")
+	end := start + strings.Index(lua.Acquire[start:], "\nend\n") + len("\nend\n")
+	src := lua.Acquire[:start] + `local function next_fence(last, floor)
+  local fence = tonumber(last or '0') + 1
   return fence, string.format('%.0f', fence)
 end
-` + body
+` + lua.Acquire[end:]
 	return &clocklessFence{Client: lease.New(rdb, nil), rdb: rdb, script: redis.NewScript(src)}
 }
 
@@ -59,7 +61,7 @@ func (c *clocklessFence) Acquire(ctx context.Context, name string, o *lease.Acqu
 	token := lease.NewToken()
 	deadline := time.Now().Add(o.Wait)
 	for {
-		res, err := c.script.Run(ctx, c.rdb, keys(name), token, o.Holder, o.Metadata, o.TTL.Milliseconds(), "").Slice()
+		res, err := c.script.Run(ctx, c.rdb, keys(name), token, o.Holder, o.Metadata, o.TTL.Milliseconds(), lease.DefaultFenceRetention.Milliseconds()).Slice()
 		if err != nil {
 			return nil, &lease.BackendError{Op: "acquire", MayHaveApplied: true, Err: err}
 		}
@@ -74,13 +76,12 @@ func (c *clocklessFence) Acquire(ctx context.Context, name string, o *lease.Acqu
 	}
 }
 
-// lateSubscriber waits by attempting first and subscribing to the release
-// channel after: a release between the two is missed, and the waiter sleeps
-// until the holder's TTL runs out. The attempt marks the lease as waited
-// for (acquire.lua's waiter "*"), so releases are announced as for any
-// waiter. A random pause of up to 50ms between the attempt and the
-// subscription stands for the goroutine being preempted or a GC pause
-// there; it widens the window so that a short run meets it.
+// lateSubscriber waits by attempting first, which queues it, and
+// subscribing to its hand-over channel after: a release between the two
+// finds nobody listening and skips it, and the waiter sleeps until the
+// holder's TTL runs out. A random pause of up to 50ms between the attempt
+// and the subscription stands for the goroutine being preempted or a GC
+// pause there; it widens the window so that a short run meets it.
 type lateSubscriber struct {
 	*lease.Client
 	rdb    *redis.Client
@@ -97,8 +98,14 @@ func (c *lateSubscriber) Acquire(ctx context.Context, name string, o *lease.Acqu
 	}
 	token := lease.NewToken()
 	deadline := time.Now().Add(o.Wait)
+	client := lease.NewToken()[:12]
+	channel := keys(name)[0] + ":w:" + client
+	entry := "w\n" + client + "\n" + strconv.FormatInt(o.TTL.Milliseconds(), 10) + "\n" + token + "\n" + o.Holder + "\n" + o.Metadata
+	rejoin := "0"
 	attempt := func() (*lease.Lease, *lease.HeldError, error) {
-		res, err := c.script.Run(ctx, c.rdb, keys(name), token, o.Holder, o.Metadata, o.TTL.Milliseconds(), "*").Slice()
+		res, err := c.script.Run(ctx, c.rdb, keys(name), token, o.Holder, o.Metadata, o.TTL.Milliseconds(),
+			lease.DefaultFenceRetention.Milliseconds(), entry, "p", (o.Wait + time.Minute).Milliseconds(), rejoin).Slice()
+		rejoin = "1"
 		if err != nil {
 			return nil, nil, &lease.BackendError{Op: "acquire", MayHaveApplied: true, Err: err}
 		}
@@ -110,7 +117,7 @@ func (c *lateSubscriber) Acquire(ctx context.Context, name string, o *lease.Acqu
 		return l, err
 	}
 	time.Sleep(time.Duration(rand.IntN(50)) * time.Millisecond)
-	ps := c.rdb.Subscribe(ctx, keys(name)[0]+":released")
+	ps := c.rdb.Subscribe(ctx, channel)
 	defer ps.Close()
 	if _, err := ps.Receive(ctx); err != nil {
 		return nil, &lease.BackendError{Op: "acquire", Err: err}
