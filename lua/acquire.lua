@@ -39,11 +39,10 @@ local queued = cur[7]
 if live and cur[1] == token then
   -- Idempotent: the same grant, with this call's TTL, holder and metadata.
   local e = now_ms + tonumber(ttl)
-  if holder == '' and metadata == '' then
-    redis.call('HSET', KEYS[1], 'e', digits(e), 'l', ttl)
-  else
-    redis.call('HSET', KEYS[1], 'e', digits(e), 'l', ttl, 'h', holder, 'm', metadata)
-  end
+  local set = {'e', digits(e), 'l', ttl}
+  if holder ~= '' then set[#set + 1] = 'h'; set[#set + 1] = holder end
+  if metadata ~= '' then set[#set + 1] = 'm'; set[#set + 1] = metadata end
+  redis.call('HSET', KEYS[1], unpack(set))
   if (cur[4] and holder == '') or (cur[5] and metadata == '') then
     local stale = {}
     if cur[4] and holder == '' then stale[#stale + 1] = 'h' end

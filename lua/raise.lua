@@ -19,9 +19,12 @@
 -- Replies
 --   {"raised", fence}  the grant's fence f and q are now fence: ARGV[2], or the
 --                      higher fence decided before
---   {"not_holder"}     the lease is gone or held by another token; nothing changed
-local cur = redis.call('HMGET', KEYS[1], 't', 'q', 'f', 'c')
-if cur[1] ~= ARGV[1] then
+--   {"not_holder"}     the lease is gone (released or expired: the hash keeps t
+--                      after e) or held by another token; nothing changed
+local cur = redis.call('HMGET', KEYS[1], 't', 'q', 'f', 'c', 'e')
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if cur[1] ~= ARGV[1] or tonumber(cur[5]) <= now_ms then
   return {'not_holder'}
 end
 local d = ARGV[2]
