@@ -417,7 +417,9 @@ func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions,
 	sent := time.Now()
 	var res []any
 	if w == nil {
-		res, err = c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention)
+		// No entry (""): the caller does not wait, but a hand-over that
+		// the call makes must be told the right way (SPUBLISH in a Cluster).
+		res, err = c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce)
 	} else {
 		rejoin := "0"
 		if w.attempted {

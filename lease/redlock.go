@@ -579,7 +579,7 @@ type grant struct {
 func (c *Client) grant(ctx context.Context, name string, o *AcquireOptions) (grant, error) {
 	ttl := o.TTL.Milliseconds()
 	key, queue := c.keys(name)
-	res, err := c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention)
+	res, err := c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce)
 	if err != nil {
 		return grant{}, c.backendErr("acquire", true, err)
 	}

@@ -10,9 +10,11 @@
 -- ARGV[4]  ttl in milliseconds (an integer > 0, checked by the caller)
 -- ARGV[5]  the fence retention in milliseconds
 -- ARGV[6]  the caller's queue entry (see common.lua) when it will wait for
---          the lease, else "" (or absent, with ARGV[7..9])
+--          the lease, else ""
 -- ARGV[7]  how to tell a waiter that it was handed the lease: "p" PUBLISH,
---          "s" SPUBLISH (Redis Cluster)
+--          "s" SPUBLISH (Redis Cluster); always given, as a call that does
+--          not wait may hand the lease over too
+-- ARGV[8], ARGV[9] only with an entry:
 -- ARGV[8]  how long the queue must live at least, in ms, when the caller joins it
 -- ARGV[9]  "1" when the caller may be queued already (an attempt after the
 --          first): it keeps its place rather than joining again

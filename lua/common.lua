@@ -95,14 +95,14 @@ end
 -- waiter whose client still listens, dropping the ones before it. It
 -- returns that waiter's {wid, client, token, fence, fence_digits, e}, or
 -- nil when the queue is empty (then w is cleared), or nil and a message
--- when the fence is corrupt (nothing changed). At most 64 dead entries go
--- per call; later calls drop the rest.
+-- when the fence is corrupt (nothing changed). At most 1000 dead entries
+-- go per call (a bound on the script's time); later calls drop the rest.
 local function hand_over(cur, how, retention)
   local fence, fd = next_fence(cur[3], cur[8])
   if not fence then
     return nil, fd
   end
-  for _ = 1, 64 do
+  for _ = 1, 1000 do
     local entry = redis.call('LPOP', KEYS[2])
     if not entry then
       redis.call('HDEL', KEYS[1], 'w')

@@ -1048,11 +1048,11 @@ func TestRelease(t *testing.T) {
 		unchanged(t, rdb, "a release of an expired lease with dead waiters", before)
 	})
 
-	t.Run("at most 64 dead entries a call", func(t *testing.T) {
+	t.Run("at most 1000 dead entries a call", func(t *testing.T) {
 		fresh(t, rdb)
 		f, _ := grant(t, rdb, tokA, "a", "", 5000)
 		var dead []waiter
-		for i := range 70 {
+		for i := range 1006 {
 			dead = append(dead, newWaiter("d", 1000, "", ""))
 			join(t, rdb, dead[i], int64(i))
 		}
@@ -1060,7 +1060,7 @@ func TestRelease(t *testing.T) {
 			t.Fatalf("got %v, want released", r)
 		}
 		var rest []string
-		for _, w := range dead[64:] {
+		for _, w := range dead[1000:] {
 			rest = append(rest, w.entry())
 		}
 		if got := list(t, rdb); !reflect.DeepEqual(got, rest) {
