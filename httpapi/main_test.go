@@ -110,7 +110,8 @@ func newEnv(t testing.TB, o *envOptions) *env {
 		Auth: auth, RedisTimeout: o.redisTimeout,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	ts := httptest.NewServer(srv)
+	// Every request and answer is checked against openapi.json.
+	ts := httptest.NewServer(&conform{t: t, spec: docSpec(t), next: srv})
 	t.Cleanup(ts.Close)
 	return &env{t: t, srv: srv, ts: ts, rdb: redisClient(t, rs.Addr(), 5*time.Second), lc: lc, logs: logs, proxy: proxy}
 }

@@ -2,7 +2,7 @@ package httpapi_test
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/leasehold/leasehold/httpapi"
@@ -23,54 +22,28 @@ type spec struct {
 	router routers.Router
 }
 
-func loadSpec(t *testing.T) *spec {
-	t.Helper()
+// newSpec loads openapi.json, checks that it is a valid OpenAPI 3
+// document, and builds its router.
+func newSpec() (*spec, error) {
 	doc, err := openapi3.NewLoader().LoadFromData(httpapi.OpenAPI)
 	if err != nil {
-		t.Fatalf("load openapi.json: %v", err)
+		return nil, fmt.Errorf("load openapi.json: %w", err)
 	}
 	if err := doc.Validate(context.Background()); err != nil {
-		t.Fatalf("openapi.json is not a valid OpenAPI 3 document: %v", err)
+		return nil, fmt.Errorf("openapi.json is not a valid OpenAPI 3 document: %w", err)
 	}
+	// The routes are matched on any host: the test servers are not the
+	// document's servers (http://127.0.0.1:7070).
+	doc.Servers = nil
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return &spec{doc: doc, router: router}
-}
-
-// check validates a real answer against the document: the operation's
-// declared status, headers and body schema; for a path that is no route
-// (404) or a wrong method (405), the Error schema.
-func (s *spec) check(t *testing.T, req *http.Request, r *resp) {
-	t.Helper()
-	route, params, err := s.router.FindRoute(req)
-	if err != nil {
-		if !errors.Is(err, routers.ErrPathNotFound) && !errors.Is(err, routers.ErrMethodNotAllowed) {
-			t.Fatalf("%s %s: %v", req.Method, req.URL, err)
-		}
-		if r.status != 404 && r.status != 405 {
-			t.Errorf("%s %s is no route in openapi.json but answered %d", req.Method, req.URL.Path, r.status)
-		}
-		if err := s.doc.Components.Schemas["Error"].Value.VisitJSON(anyJSON(t, r.body)); err != nil {
-			t.Errorf("%s %s: the %d body %s does not match Error: %v", req.Method, req.URL.Path, r.status, r.body, err)
-		}
-		return
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
-		Status:                 r.status,
-		Header:                 r.header,
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true},
-	}
-	in.SetBodyBytes(r.body)
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		t.Errorf("%s %s: the %d answer %s does not match openapi.json: %v", req.Method, req.URL, r.status, clipName(string(r.body)), err)
-	}
+	return &spec{doc: doc, router: router}, nil
 }
 
 func TestOpenAPIMatchesEveryRouteAndError(t *testing.T) {
-	s := loadSpec(t)
+	s := docSpec(t)
 	e := newEnv(t, nil)
 	a := newEnv(t, &envOptions{auth: authFile()})
 	name := uniq(t)
@@ -100,7 +73,6 @@ func TestOpenAPIMatchesEveryRouteAndError(t *testing.T) {
 		if r.status != c.status || c.code != "" && r.str("error") != c.code {
 			t.Errorf("%s %s: got %d %s, want %d %s", c.method, c.path, r.status, r.body, c.status, c.code)
 		}
-		s.check(t, req, r)
 		codes[r.str("error")] = true
 		if rt, _, err := s.router.FindRoute(req); err == nil {
 			routes[rt.Method+" "+rt.Path] = true
