@@ -106,6 +106,20 @@ func TestOpenAPIMatchesEveryRouteAndError(t *testing.T) {
 		{env: e, method: "POST", path: base + "/release", body: `{"token":"` + tok + `"}`, status: 200},
 		{env: e, method: "POST", path: base + "/release?token=" + tok, status: 404, code: "not_found"},
 		{env: e, method: "POST", path: base + "/release", status: 400, code: "invalid_token"},
+		// What the document declares beyond the plain cases: a JSON body
+		// whatever the Content-Type (curl -d), null values, the number 0 as
+		// a wait, bodies on GET routes, and a number for a ttl, refused.
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-curl/acquire", body: `{"ttl":"30s","holder":null,"wait":0}`,
+			headers: []string{"Content-Type: application/x-www-form-urlencoded"}, status: 200},
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-curl/acquire", body: `{"ttl":30}`, headers: []string{"Content-Type: text/plain"}, status: 400, code: "invalid_ttl"},
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-curl/acquire", body: "ttl=30s&holder=x",
+			headers: []string{"Content-Type: application/x-www-form-urlencoded"}, status: 400, code: "invalid_request"},
+		{env: e, method: "GET", path: "/v1/leases", body: `{"prefix":"` + name + `","limit":2,"cursor":null}`, status: 200},
+		{env: e, method: "GET", path: "/v1/leases", body: `{"limit":"1001"}`, status: 400, code: "invalid_request"},
+		{env: e, method: "GET", path: "/v1/leases/" + name + "-curl", body: `{}`, status: 200},
+		{env: e, method: "GET", path: "/v1/leases/" + name + "-curl", body: `{"ttl":"1s"}`, status: 400, code: "invalid_request"},
+		{env: e, method: "GET", path: "/v1/leases/.", status: 400, code: "invalid_name"},
+		{env: e, method: "GET", path: "/metrics", headers: []string{"Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"}, status: 200},
 		{env: e, method: "GET", path: "/healthz", status: 200},
 		{env: e, method: "GET", path: "/readyz", status: 200},
 		{env: e, method: "GET", path: "/metrics", status: 200},
@@ -122,6 +136,11 @@ func TestOpenAPIMatchesEveryRouteAndError(t *testing.T) {
 		{env: a, method: "POST", path: "/v1/leases/other/release?token=" + tok, headers: []string{"Authorization: Bearer " + writerToken}, status: 403, code: "forbidden"},
 	} {
 		run(c)
+	}
+
+	const protobuf = "application/vnd.google.protobuf"
+	if ct := e.do("GET", "/metrics", "", "Accept: "+protobuf+";proto=io.prometheus.client.MetricFamily;encoding=delimited").header.Get("Content-Type"); !strings.HasPrefix(ct, protobuf) {
+		t.Errorf("/metrics asked for protobuf: got Content-Type %q, want %s", ct, protobuf)
 	}
 
 	// 503 backend_unavailable: a paused Redis.
