@@ -186,6 +186,9 @@ var beyondDocuments = []struct {
 	// durations too large for Go (the pattern has no bound).
 	{"invalid_ttl", regexp.MustCompile(`out of range|is not a duration`)},
 	{"invalid_request", regexp.MustCompile(`^the wait .*(out of range|longer than this server's longest|is not a duration)`)},
+	// A JSON number that equals 0 but is not written 0 (0.0, -0, 0e0):
+	// JSON Schema sees the value, the server the literal.
+	{"invalid_request", regexp.MustCompile(`^the wait "[^"]*" needs a unit`)},
 	// Bytes, where maxLength counts characters; valid UTF-8.
 	{"invalid_request", regexp.MustCompile(`^the (holder|metadata) is [0-9]+ bytes long|^the holder is not valid UTF-8`)},
 	// A fence or limit in a JSON number that is no decimal integer literal

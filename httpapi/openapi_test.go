@@ -114,6 +114,7 @@ func TestOpenAPIMatchesEveryRouteAndError(t *testing.T) {
 		{env: e, method: "POST", path: "/v1/leases/" + name + "-curl/acquire", body: `{"ttl":30}`, headers: []string{"Content-Type: text/plain"}, status: 400, code: "invalid_ttl"},
 		{env: e, method: "POST", path: "/v1/leases/" + name + "-curl/acquire", body: "ttl=30s&holder=x",
 			headers: []string{"Content-Type: application/x-www-form-urlencoded"}, status: 400, code: "invalid_request"},
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-curl/acquire", body: `{"wait":0.0}`, status: 400, code: "invalid_request"},
 		{env: e, method: "GET", path: "/v1/leases", body: `{"prefix":"` + name + `","limit":2,"cursor":null}`, status: 200},
 		{env: e, method: "GET", path: "/v1/leases", body: `{"limit":"1001"}`, status: 400, code: "invalid_request"},
 		{env: e, method: "GET", path: "/v1/leases/" + name + "-curl", body: `{}`, status: 200},
