@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -169,4 +170,93 @@ func TestOpenAPIMatchesEveryRouteAndError(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestOpenAPIDocumentLints checks in Go what redocly's recommended rules
+// would find in openapi.json (run `npx @redocly/cli lint --extends
+// recommended httpapi/openapi.json` for all of them): servers, a unique
+// operationId, a summary, a declared tag and a 4xx answer on every
+// operation, nullable only beside a type, and no unused component.
+func TestOpenAPIDocumentLints(t *testing.T) {
+	var raw any
+	if err := json.Unmarshal(httpapi.OpenAPI, &raw); err != nil {
+		t.Fatal(err)
+	}
+	refs := map[string]bool{}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if _, ok := v["nullable"]; ok && v["type"] == nil {
+				t.Errorf("%s: nullable without a type beside it", path)
+			}
+			if r, ok := v["$ref"].(string); ok {
+				refs[r] = true
+			}
+			for k, sub := range v {
+				walk(path+"/"+k, sub)
+			}
+		case []any:
+			for i, sub := range v {
+				walk(path+"/"+strconv.Itoa(i), sub)
+			}
+		}
+	}
+	walk("#", raw)
+
+	doc, err := openapi3.NewLoader().LoadFromData(httpapi.OpenAPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Servers) == 0 {
+		t.Error("no servers")
+	}
+	tags := map[string]bool{}
+	for _, tag := range doc.Tags {
+		tags[tag.Name] = tag.Description != ""
+	}
+	ids := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			what := method + " " + path
+			if op.OperationID == "" || ids[op.OperationID] {
+				t.Errorf("%s: operationId %q is empty or not unique", what, op.OperationID)
+			}
+			ids[op.OperationID] = true
+			if op.Summary == "" {
+				t.Errorf("%s: no summary", what)
+			}
+			for _, tag := range op.Tags {
+				if !tags[tag] {
+					t.Errorf("%s: tag %q is not declared with a description", what, tag)
+				}
+			}
+			has4xx := false
+			for status := range op.Responses.Map() {
+				has4xx = has4xx || strings.HasPrefix(status, "4")
+			}
+			if !has4xx {
+				t.Errorf("%s: no 4xx answer", what)
+			}
+		}
+	}
+	c := doc.Components
+	for kind, names := range map[string][]string{
+		"schemas": keys(c.Schemas), "parameters": keys(c.Parameters), "responses": keys(c.Responses),
+		"requestBodies": keys(c.RequestBodies),
+	} {
+		for _, n := range names {
+			if !refs["#/components/"+kind+"/"+n] {
+				t.Errorf("components/%s/%s is not used", kind, n)
+			}
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
 }
