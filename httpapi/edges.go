@@ -57,6 +57,16 @@ func (c edgeConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// CloseWrite half-closes the connection where it can, as net/http does
+// after a 431 so that the client reads the answer before the connection
+// ends.
+func (c edgeConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 var (
 	edgeHeaders   = []byte("\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n")
 	edgeNoHeaders = []byte("\r\n\r\n")
