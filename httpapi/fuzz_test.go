@@ -11,7 +11,9 @@ import (
 )
 
 // FuzzParams sends arbitrary query strings and bodies to every route and
-// checks that no input gives a 500, a non-JSON body, or a token outside a grant.
+// checks that no input gives a 500, a non-JSON body, or a token outside a
+// grant, and that openapi.json says of each input what the server does
+// (conform).
 func FuzzParams(f *testing.F) {
 	e := newEnv(f, nil)
 	routes := []struct{ method, path string }{
@@ -52,7 +54,7 @@ func FuzzParams(f *testing.F) {
 		}
 		req = req.WithContext(bg)
 		w := httptest.NewRecorder()
-		e.srv.ServeHTTP(w, req)
+		(&conform{t: t, spec: docSpec(t), next: e.srv}).ServeHTTP(w, req)
 		if w.Code >= 500 {
 			t.Fatalf("%s %s?%q body %q: got %d %s", rt.method, rt.path, query, body, w.Code, w.Body)
 		}

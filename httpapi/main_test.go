@@ -110,7 +110,12 @@ func newEnv(t testing.TB, o *envOptions) *env {
 		Auth: auth, RedisTimeout: o.redisTimeout,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	ts := httptest.NewServer(srv)
+	// Every request and answer is checked against openapi.json.
+	// The listener and header limit are leasehold serve's.
+	ts := httptest.NewUnstartedServer(&conform{t: t, spec: docSpec(t), next: srv})
+	ts.Listener = httpapi.Listener(ts.Listener)
+	ts.Config.MaxHeaderBytes = httpapi.MaxHeaderBytes
+	ts.Start()
 	t.Cleanup(ts.Close)
 	return &env{t: t, srv: srv, ts: ts, rdb: redisClient(t, rs.Addr(), 5*time.Second), lc: lc, logs: logs, proxy: proxy}
 }

@@ -85,6 +85,9 @@ func (s *serveCmd) Run(e *env) error {
 	if err != nil {
 		return &exitError{code: exitUnavailable, err: err}
 	}
+	// net/http's own answers (a request it cannot parse, headers over
+	// MaxHeaderBytes) are JSON too.
+	ln = httpapi.Listener(ln)
 	if auth == nil && !loopback(ln.Addr()) {
 		log.Warn("LISTENING ON A NON-LOOPBACK ADDRESS WITHOUT AUTH: anyone who can reach it can take and release leases; use --auth-file",
 			"addr", ln.Addr().String())
@@ -98,7 +101,7 @@ func (s *serveCmd) Run(e *env) error {
 		// A waiting acquire answers after up to --max-wait, plus a Redis call.
 		WriteTimeout:   s.MaxWait + s.RedisTimeout + 30*time.Second,
 		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 64 << 10,
+		MaxHeaderBytes: httpapi.MaxHeaderBytes,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	scheme := "http"

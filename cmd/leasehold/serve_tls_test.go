@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,8 +9,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -119,5 +122,44 @@ func TestServeOverRedisTLS(t *testing.T) {
 	_, logs = p.stop(t)
 	if code != 503 || body["error"] != "backend_unavailable" || !strings.Contains(logs, "certificate") {
 		t.Errorf("acquire over rediss:// with an untrusted certificate: %d %v; want 503 and a certificate error in the log:\n%s", code, body, logs)
+	}
+}
+
+// TestServeAnswersNetHTTPEdgesAsJSON: the real server's answers that
+// net/http gives before any handler (bad percent-encoding in the path,
+// headers over 64 KiB, plain HTTP on the TLS port) are JSON error bodies.
+func TestServeAnswersNetHTTPEdgesAsJSON(t *testing.T) {
+	bin := buildServeBinary(t)
+	plain := startServe(t, bin, nil)
+	dir := t.TempDir()
+	certFile, keyFile, _ := serveSelfSigned(t, dir)
+	tlsd := startServe(t, bin, nil, "--tls-cert", certFile, "--tls-key", keyFile)
+	for _, tt := range []struct {
+		what, url, raw string
+		status         int
+	}{
+		{"bad percent-encoding", plain.url, "GET /v1/leases/a%zzb HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"a 70 KB header", plain.url, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("x", 70000) + "\r\n\r\n", 431},
+		{"plain HTTP to the TLS port", strings.Replace(tlsd.url, "https://", "http://", 1), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+	} {
+		t.Run(tt.what, func(t *testing.T) {
+			c, err := net.Dial("tcp", strings.TrimPrefix(tt.url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			go c.Write([]byte(tt.raw))
+			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(res.Body)
+			var body map[string]any
+			if res.StatusCode != tt.status || res.Header.Get("Content-Type") != "application/json" ||
+				json.Unmarshal(b, &body) != nil || body["error"] != "invalid_request" || body["message"] == "" {
+				t.Errorf("got %d %q %s, want %d application/json invalid_request", res.StatusCode, res.Header.Get("Content-Type"), b, tt.status)
+			}
+		})
 	}
 }
