@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/bsm/redislock"
@@ -255,25 +254,4 @@ func postJSON(ctx context.Context, hc *http.Client, url string, in, out any) err
 		return json.Unmarshal(data, out)
 	}
 	return nil
-}
-
-// cmdCounter is a go-redis hook that counts the commands a client sends,
-// each command of a pipeline as one; a script run is one command (EVALSHA,
-// plus EVAL after a NOSCRIPT).
-type cmdCounter struct{ n atomic.Int64 }
-
-func (c *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (c *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
 }
