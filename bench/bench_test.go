@@ -307,7 +307,7 @@ func TestWorkerEndsWithItsParent(t *testing.T) {
 	stdoutR, stdoutW := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- workerMain(t.Context(), spec, stdinR, stdoutW)
+		done <- workerMain(t.Context(), spec, stdinR, stdoutW, func(int) {})
 		stdoutW.Close()
 	}()
 	line, err := bufio.NewReader(stdoutR).ReadString('\n')

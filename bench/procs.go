@@ -170,6 +170,9 @@ func startProcess(ctx context.Context, name, bin string, args []string, logPath,
 	s := &server{name: name, base: base, readyURL: readyURL, log: logPath, done: make(chan struct{})}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	// Should the bench be killed without a chance to stop it, the kernel
+	// sends it SIGTERM (Linux), so no server outlives the run.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}

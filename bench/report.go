@@ -332,8 +332,11 @@ func latency(d time.Duration) string {
 func cpu(d time.Duration) string { return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond)) }
 
 func times(v float64, ok bool) string {
-	if !ok {
+	switch {
+	case !ok:
 		return "–"
+	case v < 0.1:
+		return fmt.Sprintf("%.3fx", v) // 0.015x, not 0.01x
 	}
 	return fmt.Sprintf("%.2fx", v)
 }

@@ -26,14 +26,15 @@ import (
 //	worker: {workerResult as JSON}     (after TO)
 //
 // The worker loops acquire (waiting) then release from the moment it reads
-// "go" until TO, and exits by itself: at TO, when its stdin closes, on
-// SIGINT or SIGTERM, after workerStartTimeout without "go", and in any case
-// workerGrace after TO. The parent kills the ones left, by pid.
+// "go" until TO, and exits by itself: at TO, on SIGINT or SIGTERM, after
+// workerStartTimeout without "go", parentGoneGrace after its stdin closes,
+// and in any case workerGrace after TO. The parent kills the ones left, by pid.
 const workerEnv = "LEASEHOLD_BENCH_WORKER"
 
 const (
 	workerStartTimeout = time.Minute      // from start to "go"
 	workerGrace        = 15 * time.Second // after TO, a worker exits whatever it is doing
+	parentGoneGrace    = 2 * time.Second  // after stdin closes, likewise
 )
 
 // workerOpeners are the drivers a worker process can run, by workerSpec.Driver.
@@ -68,7 +69,7 @@ func runWorkerIfAsked() {
 		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := workerMain(ctx, spec, os.Stdin, os.Stdout)
+	err := workerMain(ctx, spec, os.Stdin, os.Stdout, os.Exit)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench worker:", err)
@@ -77,7 +78,9 @@ func runWorkerIfAsked() {
 	os.Exit(0)
 }
 
-func workerMain(ctx context.Context, specJSON string, stdin io.Reader, stdout io.Writer) error {
+// workerMain is a worker process's life; hardExit ends the process when a
+// bound of time is past and the worker has not returned (os.Exit).
+func workerMain(ctx context.Context, specJSON string, stdin io.Reader, stdout io.Writer, hardExit func(code int)) error {
 	var spec workerSpec
 	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
 		return fmt.Errorf("%s: %w", workerEnv, err)
@@ -111,7 +114,11 @@ func workerMain(ctx context.Context, specJSON string, stdin io.Reader, stdout io
 			window <- line
 			_, err = io.Copy(io.Discard, r)
 		}
+		// The parent is done with us, or gone. Whatever a driver is still
+		// doing (etcd's Mutex retries its clean-up against a server that may
+		// be gone, ignoring contexts) is given parentGoneGrace, no more.
 		cancel()
+		time.AfterFunc(parentGoneGrace, func() { hardExit(2) })
 	}()
 	var line string
 	select {
@@ -125,7 +132,7 @@ func workerMain(ctx context.Context, specJSON string, stdin io.Reader, stdout io
 	}
 	watchdog := time.AfterFunc(time.Until(to)+workerGrace, func() {
 		fmt.Fprintf(os.Stderr, "bench worker %d: still running %s after the window; exiting\n", os.Getpid(), workerGrace)
-		os.Exit(3)
+		hardExit(3)
 	})
 	defer watchdog.Stop()
 
