@@ -73,7 +73,7 @@ func measureProcs(ctx context.Context, e *env, cfg config, warmup, duration time
 		return sample{}, err
 	}
 	defer logf.Close() // each child has its own copy
-	env := append(os.Environ(), "GOMAXPROCS=1", workerEnv+"="+string(spec))
+	environ := append(os.Environ(), "GOMAXPROCS=1", workerEnv+"="+string(spec))
 
 	workers := make([]*workerProc, 0, cfg.c)
 	defer func() {
@@ -87,7 +87,7 @@ func measureProcs(ctx context.Context, e *env, cfg config, warmup, duration time
 		}
 	}()
 	for range cfg.c {
-		w, err := startWorker(exe, env, logf)
+		w, err := startWorker(exe, environ, logf)
 		if err != nil {
 			return sample{}, fmt.Errorf("%s: %w", cfg, err)
 		}
@@ -151,16 +151,16 @@ wait:
 	}
 
 	s := procsSample(cfg, workers, from, to)
-	if cfg.procs == "sdk" {
-		n := float64(s.cycles)
-		s.redisCPU = time.Duration(float64(after.redisCPU-before.redisCPU) / n)
-		s.calls = float64(after.calls-before.calls) / n
-	}
 	if s.cycles == 0 {
 		if s.firstErr != nil {
 			return s, fmt.Errorf("%s: no grant in the window: %w\n%s", cfg, s.firstErr, fileTail(logPath))
 		}
 		return s, fmt.Errorf("%s: no grant in %s\n%s", cfg, duration, fileTail(logPath))
+	}
+	if cfg.procs == "sdk" { // Redis is the store: its figures count
+		n := float64(s.cycles)
+		s.redisCPU = time.Duration(float64(after.redisCPU-before.redisCPU) / n)
+		s.calls = float64(after.calls-before.calls) / n
 	}
 	return s, nil
 }
@@ -234,10 +234,10 @@ func procsSample(cfg config, workers []*workerProc, from, to time.Time) sample {
 
 // startWorker starts one worker process and reads its stdout in the
 // background: "ready", then its result.
-func startWorker(exe string, env []string, log *os.File) (*workerProc, error) {
+func startWorker(exe string, environ []string, log *os.File) (*workerProc, error) {
 	w := &workerProc{ready: make(chan error, 1), done: make(chan struct{})}
 	w.cmd = exec.Command(exe)
-	w.cmd.Env = env
+	w.cmd.Env = environ
 	w.cmd.Stderr = log
 	var err error
 	if w.stdin, err = w.cmd.StdinPipe(); err != nil {
