@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/bsm/redislock"
@@ -24,7 +23,20 @@ const leaseTTL = 10 * time.Second
 
 // A cycleFunc is one caller's acquire+release of name. It returns
 // errNotGranted when the lock was held (contended runs), which is not an error.
-type cycleFunc func(ctx context.Context, name string) error
+// On a grant it sets st's instants, which the handoff figure pairs up.
+type cycleFunc func(ctx context.Context, name string, st *stamps) error
+
+// stamps are the instants of one grant that the handoff figure needs: when
+// the acquire returned it, and when its release began. Handoff is the next
+// grant's granted less this one's releasing.
+type stamps struct{ granted, releasing time.Time }
+
+// mark sets st.granted to now and st.releasing to now, for a cycle that
+// releases at once.
+func (st *stamps) mark() {
+	st.granted = time.Now()
+	st.releasing = st.granted
+}
 
 var errNotGranted = errors.New("not granted")
 
@@ -85,7 +97,7 @@ func openSDK(opts *lease.Options) opener {
 			rdb.Close()
 			return nil, err
 		}
-		cycle := func(ctx context.Context, name string) error {
+		cycle := func(ctx context.Context, name string, st *stamps) error {
 			l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: leaseTTL, Wait: wait})
 			if err != nil {
 				if _, held := errors.AsType[*lease.HeldError](err); held {
@@ -93,6 +105,7 @@ func openSDK(opts *lease.Options) opener {
 				}
 				return err
 			}
+			st.mark()
 			return c.Release(ctx, name, l.Token)
 		}
 		return &driver{
@@ -112,7 +125,7 @@ func openRaw(ctx context.Context, addr string, wait time.Duration) (*driver, err
 		rdb.Close()
 		return nil, err
 	}
-	cycle := func(ctx context.Context, name string) error {
+	cycle := func(ctx context.Context, name string, st *stamps) error {
 		key, token := "raw:{"+name+"}", rawlock.NewToken()
 		ok, err := rawlock.Acquire(ctx, rdb, key, token, leaseTTL)
 		if err != nil {
@@ -121,6 +134,7 @@ func openRaw(ctx context.Context, addr string, wait time.Duration) (*driver, err
 		if !ok {
 			return errNotGranted
 		}
+		st.mark()
 		if ok, err = rawlock.Release(ctx, rdb, key, token); err == nil && !ok {
 			err = errors.New("raw: release found another holder")
 		}
@@ -138,7 +152,7 @@ func openRedislock(ctx context.Context, addr string, wait time.Duration) (*drive
 	if wait > 0 {
 		opts = &redislock.Options{RetryStrategy: redislock.LinearBackoff(10 * time.Millisecond)}
 	}
-	cycle := func(ctx context.Context, name string) error {
+	cycle := func(ctx context.Context, name string, st *stamps) error {
 		l, err := locker.Obtain(ctx, "redislock:"+name, leaseTTL, opts)
 		if errors.Is(err, redislock.ErrNotObtained) {
 			return errNotGranted
@@ -146,6 +160,7 @@ func openRedislock(ctx context.Context, addr string, wait time.Duration) (*drive
 		if err != nil {
 			return err
 		}
+		st.mark()
 		return l.Release(ctx)
 	}
 	return &driver{worker: func() cycleFunc { return cycle }, sent: sent, close: func() { rdb.Close() }}, nil
@@ -169,7 +184,7 @@ func openRedsync(ctx context.Context, addr string, wait time.Duration) (*driver,
 		return taken || errors.Is(err, redsync.ErrFailed)
 	}
 	worker := func() cycleFunc {
-		return func(ctx context.Context, name string) error {
+		return func(ctx context.Context, name string, st *stamps) error {
 			m := rs.NewMutex("redsync:"+name, redsync.WithExpiry(leaseTTL))
 			if err := m.TryLockContext(ctx); err != nil {
 				if notGranted(err) {
@@ -177,13 +192,14 @@ func openRedsync(ctx context.Context, addr string, wait time.Duration) (*driver,
 				}
 				return err
 			}
+			st.mark()
 			return unlock(ctx, m)
 		}
 	}
 	if wait > 0 {
 		worker = func() cycleFunc {
 			var m *redsync.Mutex
-			return func(ctx context.Context, name string) error {
+			return func(ctx context.Context, name string, st *stamps) error {
 				if m == nil {
 					m = rs.NewMutex("redsync:"+name, redsync.WithExpiry(leaseTTL))
 				}
@@ -193,6 +209,7 @@ func openRedsync(ctx context.Context, addr string, wait time.Duration) (*driver,
 					}
 					return err
 				}
+				st.mark()
 				return unlock(ctx, m)
 			}
 		}
@@ -212,13 +229,14 @@ func openHTTP(base string) opener {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 1024
 		hc := &http.Client{Transport: tr}
-		cycle := func(ctx context.Context, name string) error {
+		cycle := func(ctx context.Context, name string, st *stamps) error {
 			var grant struct {
 				Token string `json:"token"`
 			}
 			if err := postJSON(ctx, hc, base+"/v1/leases/"+name+"/acquire", map[string]string{"ttl": "10s"}, &grant); err != nil {
 				return err
 			}
+			st.mark()
 			return postJSON(ctx, hc, base+"/v1/leases/"+name+"/release", map[string]string{"token": grant.Token}, nil)
 		}
 		return &driver{worker: func() cycleFunc { return cycle }, close: tr.CloseIdleConnections}, nil
@@ -255,25 +273,4 @@ func postJSON(ctx context.Context, hc *http.Client, url string, in, out any) err
 		return json.Unmarshal(data, out)
 	}
 	return nil
-}
-
-// cmdCounter is a go-redis hook that counts the commands a client sends,
-// each command of a pipeline as one; a script run is one command (EVALSHA,
-// plus EVAL after a NOSCRIPT).
-type cmdCounter struct{ n atomic.Int64 }
-
-func (c *cmdCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (c *cmdCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (c *cmdCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
 }

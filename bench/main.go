@@ -2,8 +2,11 @@
 // raw EVALSHA, bsm/redislock and go-redsync in-process, and leasehold serve
 // beside a naive echo server over HTTP, each against the same redis-server,
 // alternating configurations round by round so that drift of a shared machine
-// hits them all alike. It prints markdown tables of medians across rounds,
-// ratios to each peer, and the issue's targets, met or not.
+// hits them all alike. Contended, it also runs each caller as a worker
+// process of its own (the bench re-executing itself), with the SDK and, when
+// etcd is on PATH, with etcd's concurrency.Mutex. It prints markdown tables
+// of medians across rounds, ratios to each peer, and the issue's targets,
+// met or not.
 //
 //	go run ./bench            # 3 rounds x 5 s per configuration, about 6 minutes
 //	go run ./bench -quick     # 1 round x 1 s, a smoke run
@@ -27,6 +30,7 @@ import (
 )
 
 func main() {
+	runWorkerIfAsked() // a worker process of a procs-* configuration never returns from it
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -59,7 +63,9 @@ func parseFlags(args []string, stderr io.Writer) (settings, error) {
 
 Measures acquire+release cycles of the lease SDK, raw EVALSHA, redislock,
 redsync, leasehold serve and a naive echo server, uncontended and contended,
-plus Redis memory per held lease. Tables go to stdout, progress to stderr.
+contended with a worker process per caller (the SDK, and etcd's Mutex when
+etcd is on PATH), plus Redis memory per held lease. Tables go to stdout,
+progress to stderr.
 
 Flags:
 `)
@@ -71,9 +77,9 @@ Flags:
 	fs.DurationVar(&s.duration, "duration", 5*time.Second, "measured `time` of one configuration in one round")
 	fs.DurationVar(&s.warmup, "warmup", 500*time.Millisecond, "unmeasured `time` before each measurement")
 	concFlag := fs.String("c", "1,8,64", "comma-separated `concurrencies` of the uncontended runs (unique names)")
-	fs.IntVar(&s.contenders, "contenders", 64, "`callers` on one name in the contended runs; 0 skips them")
+	fs.IntVar(&s.contenders, "contenders", 64, "`callers` on one name in the contended runs (in procs-* runs, worker processes); 0 skips them")
 	fs.IntVar(&s.memLeases, "mem-leases", 100000, "`leases` held through the SDK for the Redis memory figure; 0 skips it")
-	onlyFlag := fs.String("only", "", "comma-separated configuration `names` to run (sdk, raw, redislock, redsync, serve, naive, contended-sdk, ...); default all")
+	onlyFlag := fs.String("only", "", "comma-separated configuration `names` to run (sdk, raw, redislock, redsync, serve, naive, contended-sdk, procs-sdk, procs-etcd, ...); default all")
 	quick := fs.Bool("quick", false, "smoke run: 1 round x 1s, warmup 200ms, 10000 leases for memory (flags given explicitly win)")
 	if err := fs.Parse(args); err != nil {
 		return s, err

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,9 +24,13 @@ type config struct {
 	contended bool    // all callers on one name, waiting for it
 	srv       *server // the HTTP server process whose CPU counts, or nil
 	open      opener
+	procs     string // contended, each caller a worker process of its own running this driver (workerOpeners); "" in-process
 }
 
 func (c config) String() string {
+	if c.procs != "" {
+		return fmt.Sprintf("contended %s, %d processes", c.name, c.c)
+	}
 	if c.contended {
 		return fmt.Sprintf("contended %s c=%d", c.name, c.c)
 	}
@@ -40,9 +46,10 @@ type sample struct {
 	clientCPU time.Duration // CPU of the bench process (the client) per cycle
 	serverCPU time.Duration // CPU of the HTTP server process per cycle; 0 in-process
 	redisCPU  time.Duration // CPU of redis-server per cycle
-	sent      float64       // commands the client sent to Redis per cycle; -1 over HTTP
-	calls     float64       // commands Redis ran per cycle, those inside scripts included
+	sent      float64       // commands the client sent to Redis (etcd: gRPC requests) per cycle; -1 over HTTP
+	calls     float64       // commands Redis ran per cycle, those inside scripts included; -1 when Redis is not the store
 	fairness  float64       // the least busy caller's cycles over the mean: 1 is fair, 0 is a caller starved
+	handoff   handoff       // contended: from a release to the next grant
 	errors    int64         // failed cycles (other than "held")
 	firstErr  error
 }
@@ -72,9 +79,9 @@ func measure(ctx context.Context, e *env, cfg config, warmup, duration time.Dura
 		firstErr error
 	)
 	hists := make([]*hdrhistogram.Histogram, cfg.c)
+	grants := make([][]grantRec, cfg.c) // contended only: each caller's grants
 	for i := range hists {
-		// 1µs to 1 minute at 3 significant digits: about 0.1% error, 40 KiB.
-		h := hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+		h := newHistogram()
 		hists[i] = h
 		cycle := d.worker()
 		wg.Go(func() {
@@ -83,8 +90,9 @@ func measure(ctx context.Context, e *env, cfg config, warmup, duration time.Dura
 				if !cfg.contended {
 					name = id + ":" + strconv.FormatInt(next.Add(1), 10)
 				}
+				var st stamps
 				t0 := time.Now()
-				err := cycle(runCtx, name)
+				err := cycle(runCtx, name, &st)
 				t1 := time.Now()
 				switch {
 				case runCtx.Err() != nil:
@@ -100,6 +108,9 @@ func measure(ctx context.Context, e *env, cfg config, warmup, duration time.Dura
 				}
 				if t1.After(from) && !t1.After(to) {
 					h.RecordValue(t1.Sub(t0).Microseconds())
+					if cfg.contended && len(grants[i]) < maxGrantRecs {
+						grants[i] = append(grants[i], grantRec{t0.UnixNano(), st.granted.UnixNano(), st.releasing.UnixNano(), t1.UnixNano()})
+					}
 				}
 			}
 		})
@@ -151,7 +162,61 @@ func measure(ctx context.Context, e *env, cfg config, warmup, duration time.Dura
 	if d.sent != nil {
 		s.sent = float64(after.sent-before.sent) / n
 	}
+	if cfg.contended {
+		s.handoff = handoffs(slices.Concat(grants...))
+	}
 	return s, nil
+}
+
+// newHistogram is a latency histogram in µs: 1µs to 1 minute at 3
+// significant digits, about 0.1% error, 40 KiB.
+func newHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(time.Minute/time.Microsecond), 3)
+}
+
+// maxGrantRecs bounds the grants one caller records for the handoff figure.
+const maxGrantRecs = 1 << 20
+
+// grantRec is one contended cycle's instants in Unix nanoseconds, taken by
+// one clock that every process on the host shares (the wall clock): the
+// start of the acquire, the grant, the start of the release, the end of the
+// release.
+type grantRec [4]int64
+
+func (g grantRec) start() int64     { return g[0] }
+func (g grantRec) granted() int64   { return g[1] }
+func (g grantRec) releasing() int64 { return g[2] }
+func (g grantRec) done() int64      { return g[3] }
+
+// handoff is how long a contended name lay free between two holders.
+type handoff struct {
+	n        int           // handoffs measured
+	p50, p99 time.Duration // from the start of a release to the next grant
+	overlaps int           // grants that came before the previous holder began its release: a broken lock, or clocks that disagree
+}
+
+// handoffs pairs each grant with the next one in the order of grant and
+// measures the time from the earlier one's release to the later one's grant.
+// Grants of one name never overlap, so that order is the order of holders.
+func handoffs(recs []grantRec) handoff {
+	slices.SortFunc(recs, func(a, b grantRec) int { return cmp.Compare(a.granted(), b.granted()) })
+	h := newHistogram()
+	var out handoff
+	for i := 1; i < len(recs); i++ {
+		d := recs[i].granted() - recs[i-1].releasing()
+		if d < 0 {
+			out.overlaps++
+			continue
+		}
+		// Below 1µs counts as 1µs, the histogram's floor.
+		h.RecordValue(max(1, time.Duration(d).Microseconds()))
+	}
+	out.n = int(h.TotalCount())
+	if out.n > 0 {
+		out.p50 = time.Duration(h.ValueAtPercentile(50)) * time.Microsecond
+		out.p99 = time.Duration(h.ValueAtPercentile(99)) * time.Microsecond
+	}
+	return out
 }
 
 func sleepUntil(ctx context.Context, t time.Time) {

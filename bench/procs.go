@@ -27,7 +27,10 @@ type env struct {
 	stats        *redis.Client      // INFO and memory probes; one connection
 	redisSrv     *redistest.Server  // the redis-server started for the run; nil with -redis
 	servers      map[string]*server // by configuration name
-	dir          string             // built binaries and server logs
+	etcd         *server            // etcd for procs-etcd; nil when not run
+	etcdVersion  string
+	skipped      []string // configurations left out, each with why and what to do
+	dir          string   // built binaries, server logs, etcd's data
 }
 
 // newEnv starts (or connects to) Redis, builds leasehold and the naive
@@ -91,6 +94,18 @@ func newEnv(ctx context.Context, s settings, stderr io.Writer) (_ *env, err erro
 		e.servers[w.name] = srv
 		fmt.Fprintf(stderr, "bench: %s listening on %s (pid %d)\n", w.name, srv.base, srv.cmd.Process.Pid)
 	}
+	if s.contenders > 0 && s.selected("procs-etcd") {
+		e.etcd, e.etcdVersion, err = startEtcd(ctx, e.dir)
+		switch {
+		case errors.Is(err, exec.ErrNotFound):
+			e.skipped = append(e.skipped, "procs-etcd: skipped, etcd is not on PATH ("+etcdInstall+")")
+			fmt.Fprintln(stderr, "bench:", e.skipped[len(e.skipped)-1])
+		case err != nil:
+			return nil, err
+		default:
+			fmt.Fprintf(stderr, "bench: etcd %s listening on %s (pid %d), data on disk in %s\n", e.etcdVersion, e.etcd.base, e.etcd.cmd.Process.Pid, e.dir)
+		}
+	}
 	return e, nil
 }
 
@@ -98,6 +113,9 @@ func newEnv(ctx context.Context, s settings, stderr io.Writer) (_ *env, err erro
 func (e *env) close() {
 	for _, s := range e.servers {
 		s.stop()
+	}
+	if e.etcd != nil {
+		e.etcd.stop()
 	}
 	if e.stats != nil {
 		e.stats.Close()
@@ -110,32 +128,51 @@ func (e *env) close() {
 	}
 }
 
-// server is an HTTP server process under test.
+// server is a server process under test: an HTTP server, or etcd.
 type server struct {
-	name string
-	base string // http://127.0.0.1:PORT
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
+	name     string
+	base     string // http://127.0.0.1:PORT
+	readyURL string // answers 200 once the server serves
+	log      string
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the process has exited
 }
 
 // startServer runs bin with args and --listen on a free loopback port, and
 // waits until its /readyz answers 200.
 func startServer(ctx context.Context, name, bin string, args []string, logPath string) (*server, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
+	base := "http://" + addr
+	return startProcess(ctx, name, bin, append(args, "--listen", addr), logPath, base, base+"/readyz")
+}
+
+// freePort is a loopback host:port that was free a moment ago.
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// startProcess runs bin with args, its output to logPath, and waits until
+// readyURL answers 200.
+func startProcess(ctx context.Context, name, bin string, args []string, logPath, base, readyURL string) (*server, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close() // the child has its own copy
-	s := &server{name: name, base: "http://" + addr, log: logPath, done: make(chan struct{})}
-	s.cmd = exec.Command(bin, append(args, "--listen", addr)...)
+	s := &server{name: name, base: base, readyURL: readyURL, log: logPath, done: make(chan struct{})}
+	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	// Should the bench be killed without a chance to stop it, the kernel
+	// sends it SIGTERM (Linux), so no server outlives the run.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -164,7 +201,7 @@ func startServer(ctx context.Context, name, bin string, args []string, logPath s
 func (s *server) ready(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.readyURL, nil)
 	if err != nil {
 		return false
 	}
@@ -188,13 +225,7 @@ func (s *server) stop() {
 	}
 }
 
-func (s *server) logTail() string {
-	b, _ := os.ReadFile(s.log)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
-}
+func (s *server) logTail() string { return fileTail(s.log) }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat's CPU times: 100 on Linux.
 const clockTicks = 100

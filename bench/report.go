@@ -15,6 +15,8 @@ import (
 type report struct {
 	settings     settings
 	redisVersion string
+	etcdVersion  string     // "" when procs-etcd did not run
+	skipped      []string   // configurations left out, and why
 	loadStart    string     // 1-minute load average when the run began
 	mem          *memResult // nil when skipped
 	order        []key
@@ -62,12 +64,17 @@ var (
 	sent      = func(s sample) float64 { return s.sent }
 	calls     = func(s sample) float64 { return s.calls }
 	fairness  = func(s sample) float64 { return s.fairness }
+	handoff50 = func(s sample) float64 { return float64(s.handoff.p50) }
 )
 
 func (r *report) write(w io.Writer) {
 	s := r.settings
-	fmt.Fprintf(w, "Medians of %d round(s) of %s per configuration (after %s warmup), configurations alternating; range is the lowest and highest round. redis-server %s, %s, GOMAXPROCS %d; load average %s at the start, %s at the end.\n\n",
-		s.rounds, s.duration, s.warmup, r.redisVersion, runtime.Version(), runtime.GOMAXPROCS(0), r.loadStart, loadAverage())
+	etcd := ""
+	if r.etcdVersion != "" {
+		etcd = ", etcd " + r.etcdVersion
+	}
+	fmt.Fprintf(w, "Medians of %d round(s) of %s per configuration (after %s warmup), configurations alternating; range is the lowest and highest round. redis-server %s%s, %s, GOMAXPROCS %d; load average %s at the start, %s at the end.\n\n",
+		s.rounds, s.duration, s.warmup, r.redisVersion, etcd, runtime.Version(), runtime.GOMAXPROCS(0), r.loadStart, loadAverage())
 	r.writeRuns(w, false)
 	r.writeRuns(w, true)
 	r.writeRatios(w)
@@ -82,13 +89,15 @@ func (r *report) writeRuns(w io.Writer, contended bool) {
 			keys = append(keys, k)
 		}
 	}
-	if len(keys) == 0 {
+	if len(keys) == 0 && (!contended || len(r.skipped) == 0) {
 		return
 	}
 	if contended {
 		fmt.Fprintf(w, "### Contended: %d callers on one name, each acquire (waiting) then release\n\n", r.settings.contenders)
-		fmt.Fprintln(w, "| config | callers | grants/s | range | p50 | p99 | fairness | client CPU/grant | Redis CPU/grant | cmds sent/grant | Redis calls/grant | errors |")
-		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+		fmt.Fprintln(w, "In-process rows are goroutines of this process; procs-* rows are a worker process per caller (GOMAXPROCS=1 each, its own clients; client CPU is the workers' sum; etcd's commands are gRPC requests). Handoff: from the start of a release to the next grant.")
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| config | callers | grants/s | range | p50 | p99 | handoff p50 | fairness | client CPU/grant | Redis CPU/grant | cmds sent/grant | Redis calls/grant | errors |")
+		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	} else {
 		fmt.Fprintln(w, "### Uncontended: acquire+release cycles on unique names")
 		fmt.Fprintln(w)
@@ -105,7 +114,7 @@ func (r *report) writeRuns(w io.Writer, contended bool) {
 		}
 		row := []string{k.name, fmt.Sprint(k.c), kilo(m(perSec)), kilo(lo) + "–" + kilo(hi), latency(time.Duration(m(p50))), latency(time.Duration(m(p99)))}
 		if contended {
-			row = append(row, fmt.Sprintf("%.2f", m(fairness)))
+			row = append(row, latency(time.Duration(m(handoff50))), fmt.Sprintf("%.2f", m(fairness)))
 		}
 		row = append(row, cpu(time.Duration(m(clientCPU))))
 		if !contended {
@@ -119,10 +128,23 @@ func (r *report) writeRuns(w io.Writer, contended bool) {
 		if v := m(sent); v >= 0 {
 			sentCell = fmt.Sprintf("%.2f", v)
 		}
-		row = append(row, cpu(time.Duration(m(redisCPU))), sentCell, fmt.Sprintf("%.2f", m(calls)), fmt.Sprint(errs))
+		redisCell, callsCell := "–", "–"
+		if v := m(redisCPU); v >= 0 {
+			redisCell = cpu(time.Duration(v))
+		}
+		if v := m(calls); v >= 0 {
+			callsCell = fmt.Sprintf("%.2f", v)
+		}
+		row = append(row, redisCell, sentCell, callsCell, fmt.Sprint(errs))
 		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 	}
 	fmt.Fprintln(w)
+	if contended {
+		for _, line := range r.skipped {
+			fmt.Fprintln(w, line)
+			fmt.Fprintln(w)
+		}
+	}
 }
 
 // ratio is the median over rounds of a's figure over b's in the same round,
@@ -193,6 +215,11 @@ func (r *report) writeRatios(w io.Writer) {
 			}
 		}
 	}
+	for _, peer := range []struct{ name, label string }{{"sdk", "sdk (one Client)"}, {"procs-etcd", "procs-etcd"}} {
+		if x, ok := r.ratio(key{"procs-sdk", n, true}, key{peer.name, n, true}, perSec); ok {
+			fmt.Fprintf(w, "| procs-sdk / %s, grants/s | %s |\n", peer.label, times(x, true))
+		}
+	}
 	var names []string
 	for _, k := range r.order {
 		if k.contended {
@@ -202,7 +229,11 @@ func (r *report) writeRatios(w io.Writer) {
 	for _, name := range names {
 		s, _ := r.median(key{name, n, true}, sent)
 		c, _ := r.median(key{name, n, true}, calls)
-		fmt.Fprintf(w, "| %s: cmds sent / Redis calls per grant | %.2f / %.2f |\n", name, s, c)
+		callsCell := "–"
+		if c >= 0 {
+			callsCell = fmt.Sprintf("%.2f", c)
+		}
+		fmt.Fprintf(w, "| %s: cmds sent / Redis calls per grant | %.2f / %s |\n", name, s, callsCell)
 	}
 	fmt.Fprintln(w)
 }
@@ -244,7 +275,11 @@ func (r *report) writeTargets(w io.Writer) {
 	}
 	atLeast := func(what string, a, b key, want float64) {
 		v, ok := r.ratio(a, b, perSec)
-		check(what, v, ok, "%.2fx", v >= want)
+		format := "%.2fx"
+		if v < 0.1 {
+			format = "%.3fx" // 0.017x, not 0.02x
+		}
+		check(what, v, ok, format, v >= want)
 	}
 	for _, c := range []int{1, 8} {
 		atLeast(fmt.Sprintf("SDK ≥ 1.0x raw, c=%d", c), key{"sdk", c, false}, key{"raw", c, false}, 1.0)
@@ -263,6 +298,15 @@ func (r *report) writeTargets(w io.Writer) {
 	atLeast(fmt.Sprintf("contended (%d on one name): SDK ≥ 5x redsync grants/s", n), key{"sdk", n, true}, key{"redsync", n, true}, 5.0)
 	v, ok := r.median(key{"sdk", n, true}, sent)
 	check("contended: SDK ≤ 4 commands sent per grant", v, ok, "%.2f", v <= 4)
+	procs, one, etcd := key{"procs-sdk", n, true}, key{"sdk", n, true}, key{"procs-etcd", n, true}
+	atLeast(fmt.Sprintf("contended, %d processes: SDK ≥ 0.5x the one-Client row's grants/s", n), procs, one, 0.5)
+	atLeast(fmt.Sprintf("contended, %d processes: SDK ≥ 10x etcd's Mutex grants/s (%d processes)", n, n), procs, etcd, 10)
+	v, ok = r.median(procs, fairness)
+	check(fmt.Sprintf("contended, %d processes: SDK fairness (min/mean) ≥ 0.95", n), v, ok, "%.2f", v >= 0.95)
+	v, ok = r.median(procs, sent)
+	check(fmt.Sprintf("contended, %d processes: SDK ≤ 2 commands sent per grant", n), v, ok, "%.2f", v <= 2)
+	v, ok = r.median(procs, handoff50)
+	check(fmt.Sprintf("contended, %d processes: SDK handoff p50 ≤ 1 ms", n), v/float64(time.Millisecond), ok, "%.2f ms", v <= float64(time.Millisecond))
 	fmt.Fprintln(w, "| SDK allocations per acquire+release ≤ redislock's | from the testing.B benchmarks, not this command | to fill |")
 	if r.mem != nil {
 		check("Redis ≤ 250 B per held lease (used_memory growth)", r.mem.perHeld, true, "%.0f B", r.mem.perHeld <= 250)
@@ -293,8 +337,11 @@ func latency(d time.Duration) string {
 func cpu(d time.Duration) string { return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond)) }
 
 func times(v float64, ok bool) string {
-	if !ok {
+	switch {
+	case !ok:
 		return "–"
+	case v < 0.1:
+		return fmt.Sprintf("%.3fx", v) // 0.015x, not 0.01x
 	}
 	return fmt.Sprintf("%.2fx", v)
 }

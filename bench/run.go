@@ -55,6 +55,11 @@ func configurations(s settings, e *env) []config {
 				cfgs = append(cfgs, config{name: d.name, c: s.contenders, contended: true, open: d.open})
 			}
 		}
+		for _, v := range procsVariants {
+			if s.selected(v.name) && (v.driver != "etcd" || e.etcd != nil) {
+				cfgs = append(cfgs, config{name: v.name, c: s.contenders, contended: true, procs: v.driver})
+			}
+		}
 	}
 	return cfgs
 }
@@ -84,11 +89,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	perConfig := s.warmup + s.duration + 100*time.Millisecond
 	estimate := time.Duration(s.rounds*len(cfgs))*perConfig + memEstimate(s.memLeases)
+	for _, c := range cfgs {
+		if c.procs != "" {
+			estimate += time.Duration(s.rounds) * procsStartEstimate(c.c)
+		}
+	}
 	fmt.Fprintf(stderr, "bench: %d configurations x %d rounds x (%s + %s warmup) and %d leases for memory: about %s from now\n",
 		len(cfgs), s.rounds, s.duration, s.warmup, s.memLeases, estimate.Round(time.Second))
 
 	runID := rand.Text()[:8]
-	rep := &report{settings: s, redisVersion: e.redisVersion, loadStart: loadAverage(), samples: map[key][]sample{}}
+	rep := &report{settings: s, redisVersion: e.redisVersion, etcdVersion: e.etcdVersion, skipped: e.skipped, loadStart: loadAverage(), samples: map[key][]sample{}}
 	if s.memLeases > 0 {
 		if rep.mem, err = measureMemory(ctx, e, s.memLeases, "bench-"+runID+"-mem", stderr); err != nil {
 			return err
@@ -102,7 +112,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if cfg.contended {
 				id += "-contended"
 			}
-			smp, err := measure(ctx, e, cfg, s.warmup, s.duration, id)
+			measureFn := measure
+			if cfg.procs != "" {
+				measureFn = measureProcs
+			}
+			smp, err := measureFn(ctx, e, cfg, s.warmup, s.duration, id)
 			if err != nil {
 				return err
 			}
@@ -111,6 +125,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				unit = "grants/s"
 			}
 			line := fmt.Sprintf("round %d/%d %s: %s %s, p99 %s", r+1, s.rounds, cfg, kilo(smp.perSec), unit, latency(smp.p99))
+			if cfg.contended {
+				line += fmt.Sprintf(", fairness %.2f, handoff p50 %s", smp.fairness, latency(smp.handoff.p50))
+				if smp.handoff.overlaps > 0 {
+					line += fmt.Sprintf(", %d GRANTS OVERLAPPED THE PREVIOUS HOLDER'S (a broken lock, or clocks that disagree)", smp.handoff.overlaps)
+				}
+			}
 			if smp.errors > 0 {
 				line += fmt.Sprintf(", %d errors (first: %v)", smp.errors, smp.firstErr)
 			}
