@@ -399,3 +399,34 @@ func TestWaitOverTheBoundNamesMaxWait(t *testing.T) {
 		t.Errorf("a negative wait: got message %q, which blames --max-wait", m)
 	}
 }
+
+// GET shows how many wait in the name's queue: the HTTP waiters of this
+// server are counted as soon as they have joined, and not after they left.
+func TestGetCountsWaiters(t *testing.T) {
+	e := newEnv(t, nil)
+	name := uniq(t)
+	base := "/v1/leases/" + name
+	g := e.do("POST", base+"/acquire?ttl=1m", "").want(t, 200, "")
+	if n := e.do("GET", base, "").want(t, 200, "").num("waiting"); n != 0 {
+		t.Fatalf("got waiting %d with nobody waiting, want 0", n)
+	}
+	done := make(chan *resp, 2)
+	for range 2 {
+		go func() { done <- e.do("POST", base+"/acquire?ttl=10s&wait=20s", "") }()
+	}
+	waitFor(t, func() bool { return e.do("GET", base, "").want(t, 200, "").num("waiting") == 2 })
+	e.do("POST", base+"/release", `{"token":"`+g.str("token")+`"}`).want(t, 200, "")
+	first := <-done
+	first.want(t, 200, "")
+	if n := e.do("GET", base, "").want(t, 200, "").num("waiting"); n != 1 {
+		t.Errorf("got waiting %d after one waiter was granted, want 1", n)
+	}
+	e.do("POST", base+"/release", `{"token":"`+first.str("token")+`"}`).want(t, 200, "")
+	second := (<-done).want(t, 200, "")
+	if n := e.do("GET", base, "").want(t, 200, "").num("waiting"); n != 0 {
+		t.Errorf("got waiting %d after both were granted, want 0", n)
+	}
+	if second.num("fence") <= first.num("fence") {
+		t.Errorf("got fences %d then %d, want increasing", first.num("fence"), second.num("fence"))
+	}
+}

@@ -364,7 +364,7 @@ type getCmd struct {
 }
 
 func (c *getCmd) Help() string {
-	return `Shows the lease NAME: holder, fence, remaining TTL, expiry and metadata
+	return `Shows the lease NAME: holder, fence, remaining TTL, expiry, metadata and how many wait
 (never its token). Exits 1 when there is no such lease.
 
 Examples:
@@ -384,12 +384,15 @@ func (c *getCmd) Run(e *env) error {
 		return exitFor(err, exitConflict)
 	}
 	if c.JSON {
-		return writeJSON(e.stdout, toJSON(l))
+		return writeJSON(e.stdout, struct {
+			leaseJSON
+			Waiting int `json:"waiting"`
+		}{toJSON(l), l.Waiting})
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	j := toJSON(l)
-	fmt.Fprintf(tw, "name\t%s\nholder\t%s\nfence\t%d\nttl\t%s\nexpires_at\t%s\nmetadata\t%s\n",
-		j.Name, j.Holder, j.Fence, l.TTL, j.ExpiresAt, j.Metadata)
+	fmt.Fprintf(tw, "name\t%s\nholder\t%s\nfence\t%d\nttl\t%s\nexpires_at\t%s\nmetadata\t%s\nwaiting\t%d\n",
+		j.Name, j.Holder, j.Fence, l.TTL, j.ExpiresAt, j.Metadata, l.Waiting)
 	return tw.Flush()
 }
 

@@ -40,9 +40,11 @@ type serveCmd struct {
 	// the SDK's, for the reasons given there.
 	RedisAutopipeline bool `name:"redis-autopipeline" help:"Batch the Redis scripts of concurrent requests into pipelines (go-redis's autopipeliner, experimental): more requests per second under load, same latency for a lone request."`
 
-	MaxTTL       time.Duration `name:"max-ttl" default:"24h" help:"Largest TTL granted."`
-	MaxWait      time.Duration `default:"5m" help:"Longest wait an acquire may ask for."`
-	RedisTimeout time.Duration `default:"2s" help:"Bound of each Redis call; one that runs over is answered 503 backend_unavailable."`
+	MaxTTL  time.Duration `name:"max-ttl" default:"24h" help:"Largest TTL granted."`
+	MaxWait time.Duration `default:"5m" help:"Longest wait an acquire may ask for."`
+	// FenceRetention is lease.Options.FenceRetention.
+	FenceRetention time.Duration `name:"fence-retention" default:"24h" help:"How long a name keeps its last fence after its last grant ends (at least --max-ttl); after it the name costs nothing in Redis and its next fence rests on Redis's clock alone (see docs/engine.md)."`
+	RedisTimeout   time.Duration `default:"2s" help:"Bound of each Redis call; one that runs over is answered 503 backend_unavailable."`
 
 	AuthFile string `placeholder:"FILE" help:"Bearer tokens, one a line: TOKEN ACCESS PREFIXES (see docs/http.md). Default: no auth."`
 	TLSCert  string `name:"tls-cert" placeholder:"FILE" help:"TLS certificate (PEM) for HTTPS, with --tls-key."`
@@ -130,7 +132,7 @@ func (s *serveCmd) Run(e *env) error {
 		}
 	}()
 	log.Info("leasehold serving", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String(), "version", version,
-		"auth", auth != nil, "max_ttl", s.MaxTTL, "max_wait", s.MaxWait, "redis_timeout", s.RedisTimeout,
+		"auth", auth != nil, "max_ttl", s.MaxTTL, "max_wait", s.MaxWait, "fence_retention", s.FenceRetention, "redis_timeout", s.RedisTimeout,
 		"redis_autopipeline", s.RedisAutopipeline)
 
 	select {
@@ -208,6 +210,8 @@ func (s *serveCmd) check() error {
 		return errors.New("give --tls-cert and --tls-key together")
 	case s.MaxTTL < lease.MinTTL:
 		return fmt.Errorf("--max-ttl %s is below the smallest TTL, %s", s.MaxTTL, lease.MinTTL)
+	case s.FenceRetention < s.MaxTTL:
+		return fmt.Errorf("--fence-retention %s is shorter than --max-ttl %s: give at least --max-ttl, so that no name forgets its fence while a grant of it may live", s.FenceRetention, s.MaxTTL)
 	case s.MaxWait < 0 || s.RedisTimeout <= 0 || s.ShutdownTimeout <= 0:
 		return errors.New("--max-wait, --redis-timeout and --shutdown-timeout must be positive")
 	case s.RedlockRestartDelay != nil && *s.RedlockRestartDelay < 0:
@@ -220,7 +224,7 @@ func (s *serveCmd) check() error {
 
 // backend builds the lease engine the flags ask for, and what closes it.
 func (s *serveCmd) backend(log *slog.Logger) (httpapi.Backend, func(), error) {
-	opts := &lease.Options{KeyPrefix: s.KeyPrefix, MaxTTL: s.MaxTTL, MaxWait: s.MaxWait, AutoPipeline: s.RedisAutopipeline}
+	opts := &lease.Options{KeyPrefix: s.KeyPrefix, MaxTTL: s.MaxTTL, MaxWait: s.MaxWait, FenceRetention: s.FenceRetention, AutoPipeline: s.RedisAutopipeline}
 	switch {
 	case s.Redis != "":
 		o, err := parseRedisURL(s.Redis)

@@ -360,9 +360,19 @@ func TestServeRedlockRestartDelay(t *testing.T) {
 			}
 		})
 	}
-	if err := (&serveCmd{MaxTTL: time.Hour, MaxWait: time.Minute, RedisTimeout: time.Second, ShutdownTimeout: time.Second,
-		KeyPrefix: "x:", RedlockRestartDelay: new(-time.Second)}).check(); err == nil {
-		t.Errorf("check with --redlock-restart-delay -1s: got nil, want an error")
+	ok := serveCmd{MaxTTL: time.Hour, MaxWait: time.Minute, FenceRetention: 24 * time.Hour, RedisTimeout: time.Second, ShutdownTimeout: time.Second, KeyPrefix: "x:"}
+	if err := ok.check(); err != nil {
+		t.Errorf("check of sane flags: %v", err)
+	}
+	bad := ok
+	bad.RedlockRestartDelay = new(-time.Second)
+	if err := bad.check(); err == nil || !strings.Contains(err.Error(), "--redlock-restart-delay") {
+		t.Errorf("check with --redlock-restart-delay -1s: got %v, want an error naming it", err)
+	}
+	bad = ok
+	bad.FenceRetention = 30 * time.Minute
+	if err := bad.check(); err == nil || !strings.Contains(err.Error(), "--fence-retention 30m0s is shorter than --max-ttl 1h0m0s") {
+		t.Errorf("check with --fence-retention below --max-ttl: got %v, want an error naming both", err)
 	}
 }
 

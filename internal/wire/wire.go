@@ -26,7 +26,8 @@ type Grant struct {
 	Metadata  string `json:"metadata"`
 }
 
-// Lease answers get and is an item of list: a grant without its token.
+// Lease answers get and is an item of list: a grant without its token,
+// and how many wait for it.
 type Lease struct {
 	Name      string `json:"name"`
 	Holder    string `json:"holder"`
@@ -34,6 +35,7 @@ type Lease struct {
 	TTLMs     int64  `json:"ttl_ms"`
 	ExpiresAt string `json:"expires_at"`
 	Metadata  string `json:"metadata"`
+	Waiting   int    `json:"waiting"`
 }
 
 type Release struct {
@@ -91,7 +93,7 @@ func NewGrant(l *lease.Lease) Grant {
 func NewLease(l *lease.Lease) Lease {
 	return Lease{
 		Name: l.Name, Holder: l.Holder, Fence: l.Fence,
-		TTLMs: l.TTL.Milliseconds(), ExpiresAt: FormatTime(l.ExpiresAt), Metadata: l.Metadata,
+		TTLMs: l.TTL.Milliseconds(), ExpiresAt: FormatTime(l.ExpiresAt), Metadata: l.Metadata, Waiting: l.Waiting,
 	}
 }
 
@@ -108,7 +110,11 @@ func (b *Grant) Lease() (*lease.Lease, error) {
 
 func (b *Lease) Lease() (*lease.Lease, error) {
 	g := Grant{Name: b.Name, Holder: b.Holder, Fence: b.Fence, TTLMs: b.TTLMs, ExpiresAt: b.ExpiresAt, Metadata: b.Metadata}
-	return g.Lease()
+	l, err := g.Lease()
+	if l != nil {
+		l.Waiting = b.Waiting
+	}
+	return l, err
 }
 
 // Marshal encodes v with a trailing newline, as curl users expect, and
