@@ -281,19 +281,15 @@ func (r *report) writeTargets(w io.Writer) {
 		}
 		check(what, v, ok, format, v >= want)
 	}
-	for _, c := range []int{1, 8} {
-		atLeast(fmt.Sprintf("SDK ≥ 1.0x raw, c=%d", c), key{"sdk", c, false}, key{"raw", c, false}, 1.0)
-		atLeast(fmt.Sprintf("SDK ≥ 1.0x redislock, c=%d", c), key{"sdk", c, false}, key{"redislock", c, false}, 1.0)
+	// The contract's "Speed and size" targets (../shared/spec/PRODUCT.md).
+	for _, c := range []int{1, 8, 64} {
+		atLeast(fmt.Sprintf("SDK (default options) ≥ 1.0x redislock, c=%d", c), key{"sdk", c, false}, key{"redislock", c, false}, 1.0)
 	}
-	atLeast("SDK ≥ 2.0x redislock, c=64", key{"sdk", 64, false}, key{"redislock", 64, false}, 2.0)
 	atLeast("SDK with AutoPipeline ≥ 2.0x redislock, c=64", key{"sdk-pipelined", 64, false}, key{"redislock", 64, false}, 2.0)
-	for _, serve := range []string{"serve", "serve-pipelined"} {
-		for _, c := range []int{8, 64} {
-			atLeast(fmt.Sprintf("%s ≥ 1.5x naive, c=%d", serve, c), key{serve, c, false}, key{"naive", c, false}, 1.5)
-			v, ok := r.ratio(key{serve, c, false}, key{"naive", c, false}, p99)
-			check(fmt.Sprintf("%s p99 no worse than naive's, c=%d", serve, c), v, ok, "%.2fx", v <= 1.0)
-		}
+	for _, c := range []int{1, 8} {
+		atLeast(fmt.Sprintf("serve (default flags) ≥ 1.0x naive, c=%d", c), key{"serve", c, false}, key{"naive", c, false}, 1.0)
 	}
+	atLeast("serve (default flags) ≥ 1.5x naive, c=64", key{"serve", 64, false}, key{"naive", 64, false}, 1.5)
 	n := r.settings.contenders
 	atLeast(fmt.Sprintf("contended (%d on one name): SDK ≥ 5x redsync grants/s", n), key{"sdk", n, true}, key{"redsync", n, true}, 5.0)
 	v, ok := r.median(key{"sdk", n, true}, sent)
@@ -304,14 +300,17 @@ func (r *report) writeTargets(w io.Writer) {
 	v, ok = r.median(procs, fairness)
 	check(fmt.Sprintf("contended, %d processes: SDK fairness (min/mean) ≥ 0.95", n), v, ok, "%.2f", v >= 0.95)
 	v, ok = r.median(procs, sent)
-	check(fmt.Sprintf("contended, %d processes: SDK ≤ 2 commands sent per grant", n), v, ok, "%.2f", v <= 2)
+	// Each worker's one SUBSCRIBE and the pub/sub health pings are in
+	// it: a third decimal shows them.
+	check(fmt.Sprintf("contended, %d processes: SDK ≤ 2 commands sent per grant", n), v, ok, "%.3f", v <= 2)
 	v, ok = r.median(procs, handoff50)
 	check(fmt.Sprintf("contended, %d processes: SDK handoff p50 ≤ 1 ms", n), v/float64(time.Millisecond), ok, "%.2f ms", v <= float64(time.Millisecond))
 	fmt.Fprintln(w, "| SDK allocations per acquire+release ≤ redislock's | from the testing.B benchmarks, not this command | to fill |")
 	if r.mem != nil {
-		check("Redis ≤ 250 B per held lease (used_memory growth)", r.mem.perHeld, true, "%.0f B", r.mem.perHeld <= 250)
+		check("Redis ≤ 200 B per held lease (used_memory growth)", r.mem.perHeld, true, "%.0f B", r.mem.perHeld <= 200)
+		check("Redis 0 B per name after the fence retention (used_memory, ±1 B of noise)", r.mem.perGone, true, "%.1f B", r.mem.perGone <= 1)
 	} else {
-		check("Redis ≤ 250 B per held lease", 0, false, "", false)
+		check("Redis ≤ 200 B per held lease", 0, false, "", false)
 	}
 	fmt.Fprintln(w, "| 10,000 waiting HTTP requests ≤ 200 MB server RSS | from bench/waitmem, not this command | to fill |")
 	fmt.Fprintln(w)
