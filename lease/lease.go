@@ -540,8 +540,12 @@ func (c *Client) released(name string, r reply) error {
 // leave takes waiter w out of name's queue in Redis (see lua/leave.lua); a
 // lease handed to it meanwhile is released.
 func (c *Client) leave(ctx context.Context, name string, w *waiter) error {
+	token := w.opts.Token
+	if w.notifyOnly {
+		token = "" // never handed a lease: nothing of its to release
+	}
 	key, queue := c.keys(name)
-	res, err := c.run(ctx, leaveScript, key, queue, w.opts.Token, w.entry, c.retention, c.announce)
+	res, err := c.run(ctx, leaveScript, key, queue, token, w.entry, c.retention, c.announce)
 	if err != nil {
 		return c.backendErr("leave", true, err)
 	}

@@ -60,9 +60,9 @@ var raiseScript = newScript(lua.Raise, 1)
 // Redlock rests on bounded clock drift between the masters and the client
 // (Options has no knob: the drift allowance is 1% of the TTL plus 2ms, as in
 // redsync). A grant's ExpiresAt is the earliest expiry among its quorum less
-// that allowance. Waiting polls: a release wakes no waiter across masters, so
-// an Acquire with Wait retries when the holder's TTL ends, and at least every
-// 50ms.
+// that allowance. Waiting is woken by the masters (see Redlock.wait): a
+// release on any master tells its waiters, which then race for a quorum; it
+// is not FIFO.
 //
 // Redlock does not use redsync's Mutex: it cannot answer who holds a lease
 // or for how long, nor carry fences, holders and metadata, which this API
@@ -202,23 +202,121 @@ func (r *Redlock) Acquire(ctx context.Context, name string, opts *AcquireOptions
 	if o.Wait == 0 {
 		return r.tryOnce(ctx, name, &o, ownToken)
 	}
+	return r.wait(ctx, name, &o, ownToken)
+}
+
+// wait is an Acquire with a Wait. On each master the waiter joins the
+// name's queue with an entry that asks to be told when the lease is free
+// (not to be handed it: each master's queue could hand it to another
+// waiter, and none would have a quorum), subscribed first as a Client's
+// waiter is. It attempts a round when a master tells it, when the holder's
+// TTL (as the quorum answered it) has run out, and after a resubscription;
+// never on a timer otherwise. Its waiters race, as redsync's do: the
+// round that reaches a quorum first wins. When the wait ends it leaves
+// every master's queue.
+func (r *Redlock) wait(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
+	ws := make([]*waiter, len(r.nodes))
+	wake := make(chan struct{}, 1)
+	stop := make(chan struct{})
+	var forwarders sync.WaitGroup
+	defer func() {
+		close(stop)
+		forwarders.Wait()
+		r.leaveAll(name, ws)
+	}()
+	for i, c := range r.nodes {
+		w, err := c.sub.joinAs(c.channel(name), name, c.id, o, true)
+		if err != nil {
+			return nil, &BackendError{Op: "acquire", Err: err}
+		}
+		ws[i] = w
+		forwarders.Go(func() {
+			for {
+				select {
+				case <-w.wake:
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
 	deadline := time.NewTimer(o.Wait)
 	defer deadline.Stop()
+	nap := time.NewTimer(time.Hour)
+	defer nap.Stop()
+	// Subscribed everywhere before the first round, so that no release
+	// after it is missed (a master that cannot subscribe is waited out by
+	// its health check: it fails, and the round goes on without it).
+	for !r.allReady(ws) {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lease: acquire %q: %w", name, ctx.Err())
+		case <-deadline.C:
+			return r.tryOnce(ctx, name, o, ownToken)
+		case <-wake:
+		}
+	}
 	for {
-		l, err := r.tryOnce(ctx, name, &o, ownToken)
+		l, err := r.tryRound(ctx, name, o, ownToken, ws)
 		var held *HeldError
 		if !errors.As(err, &held) {
 			return l, err
 		}
-		t := time.NewTimer(max(time.Millisecond, min(held.TTL, 50*time.Millisecond)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("lease: acquire %q: %w", name, ctx.Err())
-		case <-deadline.C:
-			t.Stop()
-			return nil, held
-		case <-t.C:
+		nap.Reset(max(time.Millisecond, held.TTL))
+		for woken := false; !woken; {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("lease: acquire %q: %w", name, ctx.Err())
+			case <-deadline.C:
+				return nil, held
+			case <-nap.C:
+				woken = true
+			case <-wake:
+				for _, w := range ws {
+					if _, told := w.ready(); told {
+						woken = true
+					}
+				}
+			}
+		}
+	}
+}
+
+// allReady says whether every master's subscription is confirmed (or
+// failed); it clears the notifications that came meanwhile.
+func (r *Redlock) allReady(ws []*waiter) bool {
+	all := true
+	for _, w := range ws {
+		ok, _ := w.ready()
+		all = all && ok
+	}
+	return all
+}
+
+// leaveAll takes the waiter out of every master's queue, in the background
+// where a master does not answer now.
+func (r *Redlock) leaveAll(name string, ws []*waiter) {
+	for i, w := range ws {
+		if w == nil {
+			continue
+		}
+		if !w.attempted {
+			w.leave(false)
+			continue
+		}
+		c := r.nodes[i]
+		w.leave(true)
+		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+		err := c.leave(ctx, name, w)
+		cancel()
+		if retryable(err) {
+			c.leaveLater(name, w)
+		} else {
+			w.forget()
 		}
 	}
 }
@@ -226,7 +324,13 @@ func (r *Redlock) Acquire(ctx context.Context, name string, opts *AcquireOptions
 // tryOnce is tryAcquire, undoing in the background what a round of unknown
 // outcome may have granted with a token only this call knew.
 func (r *Redlock) tryOnce(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
-	l, err := r.tryAcquire(ctx, name, o, ownToken)
+	return r.tryRound(ctx, name, o, ownToken, nil)
+}
+
+// tryRound is tryOnce; ws, when waiting, are the waiter's entries on each
+// master, which the round queues where the lease is held.
+func (r *Redlock) tryRound(ctx context.Context, name string, o *AcquireOptions, ownToken bool, ws []*waiter) (*Lease, error) {
+	l, err := r.tryAcquire(ctx, name, o, ownToken, ws)
 	if ownToken && unknown(err) {
 		r.undoer.Undo(r, name, o.Token, o.TTL, err)
 	}
@@ -235,11 +339,15 @@ func (r *Redlock) tryOnce(ctx context.Context, name string, o *AcquireOptions, o
 
 // tryAcquire runs one round of Acquire. ownToken says the token is one this
 // call made, which no grant can have had before it.
-func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*Lease, error) {
+func (r *Redlock) tryAcquire(ctx context.Context, name string, o *AcquireOptions, ownToken bool, ws []*waiter) (*Lease, error) {
 	start := time.Now()
 	gctx, cancel := roundContext(ctx, o.TTL)
-	grants, errs := each(gctx, r.nodes, func(ctx context.Context, _ int, c *Client) (grant, error) {
-		return c.grant(ctx, name, o)
+	grants, errs := each(gctx, r.nodes, func(ctx context.Context, i int, c *Client) (grant, error) {
+		var w *waiter
+		if ws != nil {
+			w = ws[i]
+		}
+		return c.grant(ctx, name, o, w)
 	})
 	cancel()
 	var granted, again []int
@@ -576,10 +684,24 @@ type grant struct {
 // grant runs the acquire script once, as Client.tryAcquire does, and also
 // says whether the grant is a re-grant (the reply's last element), which
 // Redlock needs to undo only what it made.
-func (c *Client) grant(ctx context.Context, name string, o *AcquireOptions) (grant, error) {
+func (c *Client) grant(ctx context.Context, name string, o *AcquireOptions, w *waiter) (grant, error) {
 	ttl := o.TTL.Milliseconds()
 	key, queue := c.keys(name)
-	res, err := c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce)
+	var (
+		res []any
+		err error
+	)
+	if w == nil {
+		res, err = c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce)
+	} else {
+		rejoin := "0"
+		if w.attempted {
+			rejoin = "1"
+		}
+		w.attempted = true
+		res, err = c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention,
+			w.entry, c.announce, (o.Wait + queueSlack).Milliseconds(), rejoin)
+	}
 	if err != nil {
 		return grant{}, c.backendErr("acquire", true, err)
 	}

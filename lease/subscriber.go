@@ -97,8 +97,13 @@ type waiter struct {
 	first     time.Time // when the first attempt was sent
 	lastHeld  time.Time // when the last attempt that answered "held" was sent
 	handed    *Lease    // the lease handed over to it, not yet taken
-	retried   int       // topic retries that an attempt has covered
-	gone      bool      // left its topic
+	notified  bool      // told that the lease is free (a notify-only waiter)
+
+	// notifyOnly: its entry asks to be told that the lease is free, not to
+	// be handed it (a Redlock's waiter); set at join.
+	notifyOnly bool
+	retried    int  // topic retries that an attempt has covered
+	gone       bool // left its topic
 }
 
 func newSubscriber(rdb redis.UniversalClient, sharded bool) *subscriber {
@@ -121,6 +126,12 @@ func (s *subscriber) shard(channel string) string {
 // join adds a waiter for o on channel (of the lease name), subscribing the
 // channel when it is not yet.
 func (s *subscriber) join(channel, name, client string, o *AcquireOptions) (*waiter, error) {
+	return s.joinAs(channel, name, client, o, false)
+}
+
+// joinAs is join; a notifyOnly waiter's queue entry asks to be told that
+// the lease is free rather than to be handed it (a Redlock's waiter).
+func (s *subscriber) joinAs(channel, name, client string, o *AcquireOptions, notifyOnly bool) (*waiter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -150,8 +161,12 @@ func (s *subscriber) join(channel, name, client string, o *AcquireOptions) (*wai
 	}
 	s.seq++
 	id := strconv.FormatUint(s.seq, 36) // unique on this Client's channels
-	w := &waiter{s: s, t: t, c: c, id: id, opts: o, wake: make(chan struct{}, 1), retried: t.retries}
-	w.entry = id + "\n" + client + "\n" + strconv.FormatInt(o.TTL.Milliseconds(), 10) + "\n" + o.Token + "\n" + o.Holder + "\n" + o.Metadata
+	w := &waiter{s: s, t: t, c: c, id: id, opts: o, wake: make(chan struct{}, 1), retried: t.retries, notifyOnly: notifyOnly}
+	ttl := strconv.FormatInt(o.TTL.Milliseconds(), 10)
+	if notifyOnly {
+		ttl = "0"
+	}
+	w.entry = id + "\n" + client + "\n" + ttl + "\n" + o.Token + "\n" + o.Holder + "\n" + o.Metadata
 	t.waiters[id] = w
 	return w, nil
 }
@@ -199,6 +214,14 @@ func (s *subscriber) deliver(channel, wid string, fence, nowMs int64) {
 
 // handLocked is deliver with s.mu held; it unlocks it.
 func (s *subscriber) handLocked(t *topic, wid string, fence, nowMs int64) {
+	if fence == 0 { // "the lease is free", to a notify-only waiter
+		if w := t.waiters[wid]; w != nil {
+			w.notified = true
+			w.poke()
+		}
+		s.mu.Unlock()
+		return
+	}
 	if w := t.waiters[wid]; w != nil {
 		if w.handed == nil {
 			o := w.opts
@@ -242,6 +265,19 @@ func (w *waiter) turn() (handed *Lease, attempt bool, retries int, closed bool) 
 		return nil, true, t.retries, false
 	}
 	return nil, false, 0, false
+}
+
+// ready says whether w's channel is subscribed (or failed to be, so that
+// waiting goes on by the clock); notified whether it was told that the
+// lease is free (or missed messages: it was resubscribed) since the last
+// call, which clears it.
+func (w *waiter) ready() (ready, notified bool) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	t := w.t
+	notified = w.notified || t.retries > w.retried
+	w.notified, w.retried = false, t.retries
+	return t.confirmed || t.failed, notified
 }
 
 // covered records that an attempt covered the topic's retries up to r.

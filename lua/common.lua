@@ -22,7 +22,10 @@
 -- queue's head in the same script call (hand_over): the head is told on
 -- its client's channel PREFIX{NAME}:w:CLIENT, and only a head whose client
 -- is still subscribed there (PUBLISH counted a receiver) gets it; one
--- whose process died has no subscription and is skipped.
+-- whose process died has no subscription and is skipped. An entry whose
+-- ttl is 0 is told that the lease is free ("0" as the fence) and dropped,
+-- and the hand-over goes on to the next entry: a Redlock's waiter, which
+-- takes the lease with a quorum of masters itself.
 
 local MAX_FENCE = 9007199254740991 -- 2^53 - 1: exact in JSON and JavaScript
 
@@ -110,7 +113,11 @@ local function hand_over(cur, how, retention)
     end
     local wid, client, ttl, token, holder, metadata =
       string.match(entry, '^([^\n]*)\n([^\n]*)\n(%d+)\n([^\n]*)\n([^\n]*)\n(.*)$')
-    if wid then
+    if wid and ttl == '0' then
+      -- A waiter that only wants to know (a Redlock's, which takes the
+      -- lease with a quorum of its own): told "0" as the fence, not granted.
+      announce(how, KEYS[1] .. ':w:' .. client, wid .. ' 0 ' .. digits(now_ms))
+    elseif wid then
       if announce(how, KEYS[1] .. ':w:' .. client, wid .. ' ' .. fd .. ' ' .. digits(now_ms)) > 0 then
         local e = grant(cur, token, holder, metadata, ttl, fd, retention)
         return {wid, client, token, fence, fd, e}

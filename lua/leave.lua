@@ -4,7 +4,8 @@
 --
 -- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
--- ARGV[1]  the waiter's token
+-- ARGV[1]  the waiter's token, or "" to take the entry out and release nothing
+--          (a Redlock's waiter, whose grants the Redlock round undoes itself)
 -- ARGV[2]  the waiter's queue entry, as acquire.lua queued it
 -- ARGV[3]  the fence retention in milliseconds
 -- ARGV[4]  how to tell a head: "p" PUBLISH, "s" SPUBLISH (Redis Cluster)
