@@ -28,6 +28,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(envWorker) != "" {
+		os.Exit(workerMain()) // a worker process of procs_test.go, not the tests
+	}
 	var err error
 	shared, err = redistest.New()
 	if err != nil {
