@@ -274,6 +274,28 @@ func (w *procWorker) cancel(t *testing.T) {
 	}
 }
 
+// stop SIGSTOPs the worker and waits until it is stopped (/proc says T).
+func (w *procWorker) stop(t *testing.T) {
+	t.Helper()
+	pid := w.cmd.Process.Pid
+	syscall.Kill(pid, syscall.SIGSTOP)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// pid (comm) state ...: comm may hold spaces, the state follows its ")".
+		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 0 && f[0] == "T" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker %d not stopped 5s after SIGSTOP", w.idx)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // cancelAt asks the worker to cancel its Acquire's context at at.
 func (w *procWorker) cancelAt(t *testing.T, at time.Time) {
 	t.Helper()
@@ -724,7 +746,8 @@ type raceOutcome struct{ quitterGranted, handedToQuitter int }
 
 // TestProcsGivingUpAsTheReleaseComes: a worker process gives up (its
 // context ends at a set moment) while the holder releases at that moment,
-// give or take up to 3ms, round after round. Whether the release found it
+// give or take up to 3ms, round after round; every other round it is
+// handed the lease while SIGSTOPped and told to give up before SIGCONT. Whether the release found it
 // queued or gone, the next waiter (another process) is granted soon after,
 // never left behind a lease that nobody holds (the quitter's TTL would be
 // 10s, the next waiter's Wait 4s).
@@ -745,15 +768,29 @@ func TestProcsGivingUpAsTheReleaseComes(t *testing.T) {
 		waitQueued(t, rdb, c, name, 1, quitter)
 		next := startWorker(t, srv.Addr(), name, 1, workerJob{ttl: 10 * time.Second, wait: 4 * time.Second, hold: 20 * time.Millisecond})
 		waitQueued(t, rdb, c, name, 2, quitter, next)
-		// The quitter's context ends when the release is sent, give or
-		// take 3ms (the line takes far less than 50ms to reach it).
-		at := time.Now().Add(50 * time.Millisecond)
-		quitter.cancelAt(t, at.Add(time.Duration(rand.IntN(6001)-3000)*time.Microsecond))
 		before := cmdCalls(t, rdb, "publish")
-		time.Sleep(time.Until(at))
-		released := time.Now()
-		if err := c.Release(ctx, name, holder.Token); err != nil {
-			t.Fatal(err)
+		var released time.Time
+		if i%2 == 0 {
+			// The quitter's context ends when the release is sent, give
+			// or take 3ms (the line takes far less than 50ms to reach it).
+			at := time.Now().Add(50 * time.Millisecond)
+			quitter.cancelAt(t, at.Add(time.Duration(rand.IntN(6001)-3000)*time.Microsecond))
+			time.Sleep(time.Until(at))
+			released = time.Now()
+			if err := c.Release(ctx, name, holder.Token); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			// The quitter is stopped (its subscription stays), handed the
+			// lease, told to cancel, and continued: it sees the hand-over
+			// and its cancel at once, in either order.
+			quitter.stop(t)
+			released = time.Now()
+			if err := c.Release(ctx, name, holder.Token); err != nil {
+				t.Fatal(err)
+			}
+			quitter.cancel(t)
+			syscall.Kill(quitter.cmd.Process.Pid, syscall.SIGCONT)
 		}
 		g := next.await(t, "granted", 6*time.Second)
 		next.await(t, "released", 2*time.Second)
