@@ -183,10 +183,12 @@ func startWorker(t *testing.T, addr, name string, idx int, job workerJob) *procW
 		}
 	}
 	life := job.wait + job.hold + 5*time.Second
+	// Under -race a process sleeps 1s at exit (atexit_sleep_ms): not here.
+	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
 	cmd.Env = append(cmd.Env, envWorker+"=1", envRedis+"="+addr, envName+"="+name,
 		envIndex+"="+strconv.Itoa(idx), envToken+"="+w.token,
 		envTTL+"="+job.ttl.String(), envWait+"="+job.wait.String(), envHold+"="+job.hold.String(),
-		envLife+"="+life.String())
+		envLife+"="+life.String(), "GORACE="+gorace)
 	if w.stdin, err = cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
