@@ -884,3 +884,77 @@ func TestWaitGivingUpAsTheReleaseComesAcrossClients(t *testing.T) {
 	}
 	t.Logf("%d rounds: the quitter won the lease in %d, was handed it as it left in %d", rounds, out.quitterGranted, out.handedToQuitter)
 }
+
+// TestProcsExpiryOfAHandedOverLeaseReachesTheNext: the holder (TTL 20s)
+// releases to a worker process that asked for a 1s TTL, which is SIGKILLed
+// as soon as it is granted (a holder that crashed). Its lease runs out 1s
+// later, and the next worker process in the queue must take it then, as it
+// would take any holder's lease at its expiry, not when the lease it last
+// saw (the first holder's, 20s) would have run out.
+func TestProcsExpiryOfAHandedOverLeaseReachesTheNext(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c := lease.New(rdb, nil)
+	name := uniq(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crashing := startWorker(t, srv.Addr(), name, 0, workerJob{ttl: time.Second, wait: 10 * time.Second, hold: 30 * time.Second})
+	waitQueued(t, rdb, c, name, 1, crashing)
+	next := startWorker(t, srv.Addr(), name, 1, workerJob{ttl: 10 * time.Second, wait: 6 * time.Second, hold: 20 * time.Millisecond})
+	waitQueued(t, rdb, c, name, 2, crashing, next)
+	if err := c.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	g := crashing.await(t, "granted", 5*time.Second)
+	crashing.kill()
+	expiry := g.at.Add(time.Second)
+	e := next.await(t, "failed", 8*time.Second)
+	if ng, ok := next.event("granted"); ok {
+		e = ng
+	}
+	if e.kind != "granted" {
+		t.Fatalf("the next worker: got %v, want granted at the crashed holder's expiry (%s); the lease was free from then on",
+			e.fields, expiry.Format(time.StampMilli))
+	}
+	if d := e.at.Sub(expiry); d > time.Second {
+		t.Errorf("the next worker was granted %s after the crashed holder's lease ran out, want < 1s", d)
+	}
+}
+
+// TestProcsStoppedWaiterDelaysOthersAtMost5s: a waiter whose process is
+// frozen (SIGSTOP: like a host that died without closing its connections,
+// whose subscription Redis keeps until TCP keepalive, 300s by default) is
+// the queue's head when the holder releases. The contract bounds how long
+// a dead waiter delays the others: at most 5s, not a TTL (its TTL is 10s
+// here, the holder's 20s).
+func TestProcsStoppedWaiterDelaysOthersAtMost5s(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	c := lease.New(rdb, nil)
+	name := uniq(t)
+	holder, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frozen := startWorker(t, srv.Addr(), name, 0, workerJob{ttl: 10 * time.Second, wait: 10 * time.Second, hold: 20 * time.Millisecond})
+	waitQueued(t, rdb, c, name, 1, frozen)
+	next := startWorker(t, srv.Addr(), name, 1, workerJob{ttl: 10 * time.Second, wait: 7 * time.Second, hold: 20 * time.Millisecond})
+	waitQueued(t, rdb, c, name, 2, frozen, next)
+	frozen.stop(t)
+	released := time.Now()
+	if err := c.Release(ctx, name, holder.Token); err != nil {
+		t.Fatal(err)
+	}
+	e := next.await(t, "exit", 10*time.Second)
+	g, ok := next.event("granted")
+	if !ok {
+		f, _ := next.event("failed")
+		t.Fatalf("the next worker was not granted within its 7s wait (%v): the frozen head was handed the lease and keeps it for its TTL", f.fields)
+	}
+	if d := g.at.Sub(released); d > 5*time.Second {
+		t.Errorf("the next worker was granted %s after the release, want <= 5s", d)
+	}
+	_ = e
+}
