@@ -444,7 +444,7 @@ func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions,
 		}, -1, r.err("acquire", 4)
 	case "held":
 		if w != nil {
-			w.queued(sent)
+			w.queued(sent, r.int(2))
 		}
 		// The remaining TTL counts whole milliseconds: a lease that is
 		// still there lives up to 1ms more even when it answers 0.
@@ -541,8 +541,12 @@ func (c *Client) released(name string, r reply) error {
 // lease handed to it meanwhile is released.
 func (c *Client) leave(ctx context.Context, name string, w *waiter) error {
 	token := w.opts.Token
-	if w.notifyOnly {
-		token = "" // never handed a lease: nothing of its to release
+	if w.notifyOnly || !w.ownToken {
+		// Never handed a lease (a Redlock's waiter), or the caller's own
+		// token, which it may hold again by now through another call: take
+		// the entry out and release nothing (the caller, who knows the
+		// token, releases a lease handed to it).
+		token = ""
 	}
 	key, queue := c.keys(name)
 	res, err := c.run(ctx, leaveScript, key, queue, token, w.entry, c.retention, c.announce)

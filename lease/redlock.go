@@ -225,7 +225,7 @@ func (r *Redlock) wait(ctx context.Context, name string, o *AcquireOptions, ownT
 		r.leaveAll(name, ws)
 	}()
 	for i, c := range r.nodes {
-		w, err := c.sub.joinAs(c.channel(name), name, c.id, o, true)
+		w, err := c.sub.joinAs(c.channel(name), name, c.id, o, true, ownToken)
 		if err != nil {
 			return nil, &BackendError{Op: "acquire", Err: err}
 		}
@@ -314,7 +314,7 @@ func (r *Redlock) leaveAll(name string, ws []*waiter) {
 		err := c.leave(ctx, name, w)
 		cancel()
 		if retryable(err) {
-			c.leaveLater(name, w)
+			c.leaveLater(name, w, nil)
 		} else {
 			w.forget()
 		}

@@ -30,6 +30,10 @@ func newScript(src string, keys int) *script {
 // autopipeliner when there is one, also when no other call is in flight.
 var pipelineLoneCalls bool
 
+// pipelineFrom is how many calls of a Client must be in flight (this one
+// included) for a call to go through the autopipeliner.
+const pipelineFrom = 16
+
 // run runs s with its keys followed by its arguments, given in one list,
 // and returns the script's array reply.
 func (c *Client) run(ctx context.Context, s *script, keysAndArgs ...any) ([]any, error) {
@@ -50,12 +54,16 @@ func (c *Client) run(ctx context.Context, s *script, keysAndArgs ...any) ([]any,
 func (c *Client) process(ctx context.Context, args []any) ([]any, error) {
 	cmd := redis.NewCmd(ctx, args...)
 	cmd.SetFirstKeyPos(3) // Cluster routes by the first key
-	// A lone call gains nothing from the autopipeliner and pays for its
-	// hand-offs between goroutines (about 1.3x the latency at one caller,
-	// see BenchmarkCycle), so it goes straight to Redis.
+	// A call with fewer than pipelineFrom others in flight gains nothing
+	// from the autopipeliner and pays for its hand-offs between goroutines
+	// (about 1.3x the latency at one caller, see BenchmarkCycle), and for
+	// its wait for callers that do not come back (go-redis's straggler
+	// hold, up to 3 x 2ms: waiters parked in a wait are such callers, so a
+	// handoff took 1.2ms, not 0.06ms, with 64 of them): it goes straight
+	// to Redis.
 	inflight := c.inflight.Add(1)
 	defer c.inflight.Add(-1)
-	if c.ap == nil || inflight == 1 && !pipelineLoneCalls {
+	if c.ap == nil || inflight < pipelineFrom && !pipelineLoneCalls {
 		if _, ok := ctx.Deadline(); ok && c.deadlines {
 			// The Redis client bounds its socket reads and writes by ctx's
 			// deadline itself: no goroutine needed (one costs about 13µs a

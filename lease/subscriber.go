@@ -95,15 +95,19 @@ type waiter struct {
 
 	attempted bool      // an attempt was sent: later ones keep its place
 	first     time.Time // when the first attempt was sent
-	lastHeld  time.Time // when the last attempt that answered "held" was sent
+	helds     []held    // the attempts that answered "held"
 	handed    *Lease    // the lease handed over to it, not yet taken
 	notified  bool      // told that the lease is free (a notify-only waiter)
+	headUntil time.Time // told it is the head, behind a grant that ends then (zero: not told)
 
 	// notifyOnly: its entry asks to be told that the lease is free, not to
 	// be handed it (a Redlock's waiter); set at join.
 	notifyOnly bool
-	retried    int  // topic retries that an attempt has covered
-	gone       bool // left its topic
+	// ownToken: its token is one the Client made for this wait, which no
+	// caller can hold but through it; set at join.
+	ownToken bool
+	retried  int  // topic retries that an attempt has covered
+	gone     bool // left its topic
 }
 
 func newSubscriber(rdb redis.UniversalClient, sharded bool) *subscriber {
@@ -123,15 +127,13 @@ func (s *subscriber) shard(channel string) string {
 	return strconv.Itoa(int(slot(channel)))
 }
 
-// join adds a waiter for o on channel (of the lease name), subscribing the
+// joinAs adds a waiter for o on channel (of the lease name), subscribing the
 // channel when it is not yet.
-func (s *subscriber) join(channel, name, client string, o *AcquireOptions) (*waiter, error) {
-	return s.joinAs(channel, name, client, o, false)
-}
-
-// joinAs is join; a notifyOnly waiter's queue entry asks to be told that
-// the lease is free rather than to be handed it (a Redlock's waiter).
-func (s *subscriber) joinAs(channel, name, client string, o *AcquireOptions, notifyOnly bool) (*waiter, error) {
+//
+// A notifyOnly waiter's queue entry asks to be told that the lease is free
+// rather than to be handed it (a Redlock's waiter); ownToken says that its
+// token is one the Client made for this wait.
+func (s *subscriber) joinAs(channel, name, client string, o *AcquireOptions, notifyOnly, ownToken bool) (*waiter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -161,7 +163,7 @@ func (s *subscriber) joinAs(channel, name, client string, o *AcquireOptions, not
 	}
 	s.seq++
 	id := strconv.FormatUint(s.seq, 36) // unique on this Client's channels
-	w := &waiter{s: s, t: t, c: c, id: id, opts: o, wake: make(chan struct{}, 1), retried: t.retries, notifyOnly: notifyOnly}
+	w := &waiter{s: s, t: t, c: c, id: id, opts: o, wake: make(chan struct{}, 1), retried: t.retries, notifyOnly: notifyOnly, ownToken: ownToken}
 	ttl := strconv.FormatInt(o.TTL.Milliseconds(), 10)
 	if notifyOnly {
 		ttl = "0"
@@ -171,18 +173,51 @@ func (s *subscriber) joinAs(channel, name, client string, o *AcquireOptions, not
 	return w, nil
 }
 
-// queued records that an attempt sent at sent found the lease held: a
-// hand-over after it comes later, so a lease handed over lives at least
-// until sent + TTL.
-func (w *waiter) queued(sent time.Time) {
+// held is an attempt that found the lease held by the grant of fence.
+type held struct {
+	sent  time.Time
+	fence int64
+}
+
+// queued records that an attempt sent at sent found the lease held by the
+// grant of fence. Redis ran it before any hand-over to w of a higher fence,
+// so a lease handed over lives at least until its sent + TTL; and a
+// hand-over of a fence not above it is old news, a grant that has ended.
+func (w *waiter) queued(sent time.Time, fence int64) {
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
 	if w.first.IsZero() {
 		w.first = sent
 	}
-	if sent.After(w.lastHeld) {
-		w.lastHeld = sent
+	w.helds = append(w.helds, held{sent, fence})
+	if w.handed != nil && fence >= w.handed.Fence {
+		w.handed = nil // it ended before this attempt: keep waiting
 	}
+}
+
+// sentBefore is when the last attempt that Redis ran before the grant of
+// fence was sent: one that answered "held" by a lower fence, or else the
+// first (it queued w, so it came before any hand-over); with s.mu held.
+func (w *waiter) sentBefore(fence int64) time.Time {
+	sent := w.first
+	for _, h := range w.helds {
+		if h.fence < fence && h.sent.After(sent) {
+			sent = h.sent
+		}
+	}
+	return sent
+}
+
+// stale says whether an attempt found the grant of fence (or a later one)
+// already held by another: then a hand-over of fence has ended; with s.mu
+// held.
+func (w *waiter) stale(fence int64) bool {
+	for _, h := range w.helds {
+		if h.fence >= fence {
+			return true
+		}
+	}
+	return false
 }
 
 // sending records when the first attempt is sent: its script queued the
@@ -223,15 +258,12 @@ func (s *subscriber) handLocked(t *topic, wid string, fence, nowMs int64) {
 		return
 	}
 	if w := t.waiters[wid]; w != nil {
-		if w.handed == nil {
+		if (w.handed == nil || fence > w.handed.Fence) && !w.stale(fence) {
 			o := w.opts
 			ttl := o.TTL.Milliseconds()
 			w.handed = &Lease{
 				Name: t.name, Holder: o.Holder, Token: o.Token, Fence: fence,
-				TTL: msDur(ttl), ExpiresAt: msTime(nowMs + ttl), Metadata: o.Metadata, Sent: w.lastHeld,
-			}
-			if w.handed.Sent.IsZero() {
-				w.handed.Sent = w.first
+				TTL: msDur(ttl), ExpiresAt: msTime(nowMs + ttl), Metadata: o.Metadata, Sent: w.sentBefore(fence),
 			}
 			w.poke()
 		}
@@ -242,7 +274,9 @@ func (s *subscriber) handLocked(t *topic, wid string, fence, nowMs int64) {
 	delete(t.left, wid)
 	orphan := s.orphan
 	s.mu.Unlock()
-	if w != nil && orphan != nil {
+	// Only a token of this process's making is released behind the
+	// caller's back: one the caller brought, it may hold by now again.
+	if w != nil && w.ownToken && orphan != nil {
 		orphan(t.name, w.opts.Token, w.opts.TTL)
 	}
 }
@@ -278,6 +312,25 @@ func (w *waiter) ready() (ready, notified bool) {
 	notified = w.notified || t.retries > w.retried
 	w.notified, w.retried = false, t.retries
 	return t.confirmed || t.failed, notified
+}
+
+// told returns, and clears, when the grant it is head behind ends, as a
+// hand-over told it (zero: not told since the last call).
+func (w *waiter) told() time.Time {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	u := w.headUntil
+	w.headUntil = time.Time{}
+	return u
+}
+
+// drop forgets the hand-over l, which came too late to be trusted.
+func (w *waiter) drop(l *Lease) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if w.handed == l {
+		w.handed = nil
+	}
 }
 
 // covered records that an attempt covered the topic's retries up to r.
@@ -579,6 +632,15 @@ func (c *psconn) dispatch(msg any) {
 		t := c.topics[m.Channel]
 		wid, rest, ok1 := strings.Cut(m.Payload, " ")
 		fs, ns, ok2 := strings.Cut(rest, " ")
+		if fs == "h" { // "WID h TTL_MS": w is the head, behind a grant of TTL_MS
+			ttl, err := strconv.ParseInt(ns, 10, 64)
+			if w := c.topicWaiter(t, wid); w != nil && err == nil && ok1 && ok2 {
+				w.headUntil = time.Now().Add(time.Duration(ttl) * time.Millisecond)
+				w.poke()
+			}
+			c.s.mu.Unlock()
+			return
+		}
 		fence, err1 := strconv.ParseInt(fs, 10, 64)
 		nowMs, err2 := strconv.ParseInt(ns, 10, 64)
 		if t == nil || !ok1 || !ok2 || err1 != nil || err2 != nil {
@@ -589,6 +651,14 @@ func (c *psconn) dispatch(msg any) {
 	default:
 		c.s.mu.Unlock()
 	}
+}
+
+// topicWaiter is t's waiter wid, or nil; with s.mu held.
+func (c *psconn) topicWaiter(t *topic, wid string) *waiter {
+	if t == nil {
+		return nil
+	}
+	return t.waiters[wid]
 }
 
 // busy counts the waiters of t and those that are leaving.

@@ -41,6 +41,10 @@ var testHookAttempted func(name string, err error)
 // the queue's head attempts on its own, in case the head is gone.
 const behindHead = time.Second
 
+// recheckEvery is the longest a waiter sleeps between attempts: the bound
+// on how long what it last learnt can be stale (see docs/waiting.md).
+const recheckEvery = 4 * time.Second
+
 // waitState is what one waiting Acquire keeps between its turns.
 type waitState struct {
 	c        *Client
@@ -56,13 +60,17 @@ type waitState struct {
 	last   *HeldError // answered by the last attempt
 	lastAt time.Time  // when it was answered
 	got    *Lease     // what the wait returns
+	// running is closed when an attempt that the wait gave up on has
+	// ended; nil when none is left running. The waiter leaves the queue
+	// only after it, or that attempt could queue it again.
+	running <-chan struct{}
 }
 
 // startWait joins the name's waiters and sets the timers.
 //
 //go:noinline
 func (c *Client) startWait(ctx context.Context, name string, o *AcquireOptions, ownToken bool) (*waitState, error) {
-	w, err := c.sub.join(c.channel(name), name, c.id, o)
+	w, err := c.sub.joinAs(c.channel(name), name, c.id, o, false, ownToken)
 	if err != nil {
 		return nil, &BackendError{Op: "acquire", Err: err}
 	}
@@ -81,6 +89,19 @@ func (c *Client) startWait(ctx context.Context, name string, o *AcquireOptions, 
 func (ws *waitState) step(ctx context.Context) (l *Lease, err error, over bool) {
 	for {
 		handed, attempt, retries, closed := ws.w.turn()
+		if handed != nil && !time.Now().Before(handed.Sent.Add(handed.TTL)) {
+			// Told so late that the grant may have ended: ask Redis. The
+			// attempt re-grants it when this token still holds it.
+			ws.w.drop(handed)
+			handed, attempt, retries = nil, true, -1
+		}
+		if until := ws.w.told(); !until.IsZero() && !ws.w.notifyOnly {
+			// Now the head: take over when that grant ends, unless renewed.
+			if ws.napUntil.IsZero() || until.Before(ws.napUntil) {
+				ws.napUntil = until
+				ws.nap.Reset(time.Until(until))
+			}
+		}
 		if !attempt && !ws.napUntil.IsZero() && !time.Now().Before(ws.napUntil) {
 			attempt, retries = true, -1
 		}
@@ -135,6 +156,10 @@ func (ws *waitState) finish() {
 		return
 	}
 	ws.w.leave(true)
+	if ws.running != nil {
+		ws.c.leaveLater(ws.name, ws.w, ws.running)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 	err := ws.c.leave(ctx, ws.name, ws.w)
 	cancel()
@@ -142,7 +167,7 @@ func (ws *waitState) finish() {
 		ws.w.forget()
 		return
 	}
-	ws.c.leaveLater(ws.name, ws.w)
+	ws.c.leaveLater(ws.name, ws.w, nil)
 }
 
 // leaveTimeout bounds a waiter's leave before it goes on in the background.
@@ -159,17 +184,23 @@ func retryable(err error) bool {
 	return unknown(err) || errors.As(err, &be) && (isNetErr(err) || neverSent(err))
 }
 
-// leaveLater leaves w's entry in the background, with backoff, until
-// Redis answers or the entry has surely gone with its queue's key.
-func (c *Client) leaveLater(name string, w *waiter) {
+// leaveLater leaves w's entry in the background, once after (when not
+// nil) is closed, and then with backoff until Redis answers or the entry
+// has surely gone with its queue's key.
+func (c *Client) leaveLater(name string, w *waiter, after <-chan struct{}) {
 	c.undo.wg.Add(1)
 	go func() {
 		defer c.undo.wg.Done()
 		defer w.forget()
 		deadline := time.Now().Add(w.opts.Wait + queueSlack)
 		pause := 20 * time.Millisecond
+		if after != nil {
+			<-after
+			pause = 0
+		}
 		for time.Now().Before(deadline) {
 			time.Sleep(pause)
+			pause = max(pause, 10*time.Millisecond)
 			pause = min(2*pause, time.Second)
 			ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 			err := c.leave(ctx, name, w)
@@ -200,6 +231,12 @@ func (ws *waitState) attempt(ctx context.Context, retries int) (l *Lease, err er
 		until := ws.lastAt.Add(max(held.TTL, time.Millisecond))
 		if position != 0 {
 			until = until.Add(behindHead)
+		}
+		// What this attempt saw may be overtaken without a word to this
+		// waiter (a lease handed to another expires, a waiter ahead died
+		// unnoticed): look again at least every recheckEvery.
+		if limit := ws.lastAt.Add(recheckEvery); until.After(limit) {
+			until = limit
 		}
 		ws.napUntil = until
 		ws.nap.Reset(time.Until(until))
@@ -260,9 +297,12 @@ func (ws *waitState) tryOnce(ctx context.Context, w *waiter) (l *Lease, position
 			// the attempt may have made.
 			ws.c.undo.Undo(ws.c, ws.name, ws.o.Token, ws.o.TTL, err)
 		}
+		var abandoned *abandonedError
 		switch {
 		case err == nil:
 		case errors.As(err, &held):
+		case errors.As(err, &abandoned):
+			ws.running = abandoned.running // still running: leave after it
 		case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
 			err = fmt.Errorf("lease: acquire: %w", ctx.Err())
 		}

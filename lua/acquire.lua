@@ -27,7 +27,9 @@
 --   {"granted", fence, now_ms, 1}  the caller's token already held it: same fence,
 --                                  TTL/holder/metadata from this call
 --   {"held", holder, fence, pttl_ms, now_ms, position}
---                                  held by another. position: the caller's
+--                                  held by another (or free, but with more
+--                                  dead waiters ahead than one call drops:
+--                                  holder "", pttl 1). position: the caller's
 --                                  place in the queue (0 the head), or -1
 --                                  when it does not wait; nothing else changed
 --                                  but a hand-over to the head
@@ -35,7 +37,7 @@
 local token, holder, metadata, ttl, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local entry = ARGV[6] or ''
 local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'q', 'w', 'c')
-local live = cur[1] and tonumber(cur[2]) > now_ms
+local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms -- an e that is no number: no grant
 local queued = cur[7]
 
 if live and cur[1] == token then
@@ -55,11 +57,13 @@ if live and cur[1] == token then
   return {'granted', tonumber(cur[3]), now_ms, 1}
 end
 
+local busy = false -- more dead waiters than one call drops: live ones may be behind them
 if not live and cur[7] then
-  local got, err = hand_over(cur, ARGV[7], retention) -- common.lua
+  local got, err, more = hand_over(cur, ARGV[7], retention) -- common.lua
   if err then
     return redis.error_reply(err)
   end
+  busy = more
   if got then
     if got[3] == token then
       -- The caller was the head: its attempt took the lease.
@@ -71,7 +75,7 @@ if not live and cur[7] then
   end
 end
 
-if not live then
+if not live and not busy then
   local fence, fd = next_fence(cur[3], cur[8]) -- common.lua
   if not fence then
     return redis.error_reply(fd)
@@ -94,5 +98,9 @@ if entry ~= '' then
       redis.call('PEXPIRE', KEYS[2], ARGV[8])
     end
   end
+end
+if busy then
+  -- Free, but not for the caller: waiters may be queued ahead of it.
+  return {'held', '', tonumber(cur[3]) or 0, 1, now_ms, position}
 end
 return {'held', cur[4] or '', tonumber(cur[3]), tonumber(cur[2]) - now_ms, now_ms, position}

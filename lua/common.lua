@@ -22,7 +22,9 @@
 -- queue's head in the same script call (hand_over): the head is told on
 -- its client's channel PREFIX{NAME}:w:CLIENT, and only a head whose client
 -- is still subscribed there (PUBLISH counted a receiver) gets it; one
--- whose process died has no subscription and is skipped. An entry whose
+-- whose process died has no subscription and is skipped. The waiter next
+-- in line is told "WID h TTL_MS": it is the head now, and the grant it
+-- waits behind ends in TTL_MS unless renewed. An entry whose
 -- ttl is 0 is told that the lease is free ("0" as the fence) and dropped,
 -- and the hand-over goes on to the next entry: a Redlock's waiter, which
 -- takes the lease with a quorum of masters itself.
@@ -99,7 +101,10 @@ end
 -- returns that waiter's {wid, client, token, fence, fence_digits, e}, or
 -- nil when the queue is empty (then w is cleared), or nil and a message
 -- when the fence is corrupt (nothing changed). At most 1000 dead entries
--- go per call (a bound on the script's time); later calls drop the rest.
+-- go per call (a bound on the script's time): then it returns nil, nil,
+-- true, the lease stays free for the waiters further back (whose own
+-- attempts, at most recheck_every apart, drop the rest), and nobody may
+-- take it ahead of them.
 local function hand_over(cur, how, retention)
   local fence, fd = next_fence(cur[3], cur[8])
   if not fence then
@@ -120,9 +125,18 @@ local function hand_over(cur, how, retention)
     elseif wid then
       if announce(how, KEYS[1] .. ':w:' .. client, wid .. ' ' .. fd .. ' ' .. digits(now_ms)) > 0 then
         local e = grant(cur, token, holder, metadata, ttl, fd, retention)
+        -- The next waiter is the head now: tell it when this grant ends,
+        -- so that it takes over at once if the new holder never releases.
+        local next = redis.call('LINDEX', KEYS[2], 0)
+        if next then
+          local nwid, nclient = string.match(next, '^([^\n]*)\n([^\n]*)\n')
+          if nwid then
+            announce(how, KEYS[1] .. ':w:' .. nclient, nwid .. ' h ' .. ttl)
+          end
+        end
         return {wid, client, token, fence, fd, e}
       end
     end
   end
-  return nil
+  return nil, nil, true
 end

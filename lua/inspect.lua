@@ -14,7 +14,7 @@
 local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'w')
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-if not cur[1] or tonumber(cur[2]) <= now_ms then
+if not cur[1] or (tonumber(cur[2]) or 0) <= now_ms then
   return {'not_found'}
 end
 local match = 0

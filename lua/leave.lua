@@ -18,7 +18,7 @@
 --   an error reply: the fence is corrupt (the entry is gone; the lease stays)
 local n = redis.call('LREM', KEYS[2], 1, ARGV[2])
 local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'q', 'w', 'c')
-local live = cur[1] and tonumber(cur[2]) > now_ms
+local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
 if live and cur[1] ~= ARGV[1] then
   return {'left', n}
 end

@@ -170,6 +170,18 @@ func told(t *testing.T, sub *redis.PubSub, w waiter, fence int64) int64 {
 	return now
 }
 
+// toldHead checks that the next message on sub tells w that it is the
+// queue's head now, behind a grant of ttl ms: "wid h ttl".
+func toldHead(t *testing.T, sub *redis.PubSub, w waiter, ttl int) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	msg, err := sub.ReceiveMessage(tctx)
+	if want := fmt.Sprintf("%s h %d", w.wid, ttl); err != nil || msg.Payload != want || msg.Channel != w.channel() {
+		t.Fatalf("got %v (%v), want %q on %s: the next waiter told it is the head", msg, err, want, w.channel())
+	}
+}
+
 // quiet checks that nothing was published to w's client: a marker sent now
 // is the first message it gets.
 func quiet(t *testing.T, rdb *redis.Client, sub *redis.PubSub, w waiter, how string) {
@@ -513,6 +525,7 @@ func TestAcquireHandOver(t *testing.T) {
 			if got := told(t, subB, b, fB); got != now {
 				t.Errorf("the message says now_ms %d, the reply %d", got, now)
 			}
+			toldHead(t, subC, c, b.ttl)
 			quiet(t, rdb, subC, c, how)
 			// The waiter's own TTL, holder, metadata; A's h, m, q and c are gone.
 			checkGrant(t, rdb, granted(b.token, fB, now, 4000, "b", "", "w", "1"))
@@ -538,6 +551,7 @@ func TestAcquireHandOver(t *testing.T) {
 			t.Fatalf("got %v, want %v", r, want)
 		}
 		told(t, subB, b, r[2].(int64))
+		toldHead(t, subC, c, b.ttl)
 		quiet(t, rdb, subC, c, "p")
 		checkGrant(t, rdb, granted(b.token, r[2].(int64), r[4].(int64), 4000, "", "mb", "w", "1"))
 		if got := list(t, rdb); !reflect.DeepEqual(got, []string{c.entry()}) {
@@ -990,6 +1004,7 @@ func TestRelease(t *testing.T) {
 				if got := told(t, subB, b, f); got != now {
 					t.Errorf("the message says now_ms %d, the reply %d", got, now)
 				}
+				toldHead(t, subC, c, b.ttl)
 				quiet(t, rdb, subC, c, how)
 				checkGrant(t, rdb, granted(b.token, f, now, 7000, tt.holder, tt.meta, "w", "1"))
 				if got := list(t, rdb); !reflect.DeepEqual(got, []string{c.entry()}) {
@@ -1269,6 +1284,7 @@ func TestLeave(t *testing.T) {
 			if got := told(t, subC, c, f); got != now {
 				t.Errorf("the message says now_ms %d, the reply %d", got, now)
 			}
+			toldHead(t, subE, e, c.ttl)
 			quiet(t, rdb, subE, e, how)
 			checkGrant(t, rdb, granted(c.token, f, now, 3000, "c", "", "w", "1"))
 			if got := list(t, rdb); !reflect.DeepEqual(got, []string{e.entry()}) {
@@ -1598,5 +1614,62 @@ func TestNothingLeftAfterRetention(t *testing.T) {
 			t.Fatalf("%d keys left after the retention: %q", n, keys)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// More dead waiters than one hand-over drops: the lease stays free for the
+// waiters behind them, and a newcomer does not take it ahead of them.
+func TestAcquireBehindManyDeadWaiters(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	grant(t, rdb, tokA, "a", "", 5000)
+	for i := range 2001 {
+		join(t, rdb, newWaiter("d", 1000, "", ""), int64(i))
+	}
+	live := newWaiter("live", 1000, "", "")
+	sub := subscribe(t, rdb, live, "p")
+	join(t, rdb, live, 2001)
+	if r := release(t, rdb, tokA, "p"); !reflect.DeepEqual(r, []any{"released"}) {
+		t.Fatalf("got %v, want released (1000 dead dropped, 1001 dead and the live one left)", r)
+	}
+	// A caller that does not wait: not granted ahead of the live waiter
+	// (its call drops 1000 more dead ones).
+	r := acquire(t, rdb, tokB, "", "", 1000)
+	if len(r) != 6 || r[0] != "held" || r[1] != "" || r[3] != int64(1) || r[5] != int64(-1) {
+		t.Fatalf("newcomer behind 1001 dead waiters: got %v, want held by nobody for 1ms, not queued", r)
+	}
+	// The live waiter's own attempt drops the rest and takes the lease.
+	r = acquire(t, rdb, live.token, live.holder, live.meta, live.ttl, live.entry(), "p", 120000, "1")
+	if len(r) != 4 || r[0] != "granted" {
+		t.Fatalf("the live waiter's attempt: got %v, want granted", r)
+	}
+	told(t, sub, live, r[1].(int64))
+	if n, _ := rdb.LLen(ctx, key+":q").Result(); n != 0 {
+		t.Errorf("got %d entries left, want none", n)
+	}
+}
+
+// A hash whose expiry is not a number (a layout before the expiry field,
+// or a hand-made one) reads as no grant in every script, not as an error.
+func TestExpiryThatIsNoNumberIsNoGrant(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	for _, e := range []string{"", "soon", "1e"} {
+		fresh(t, rdb)
+		fields := []any{"t", tokB, "f", "17"}
+		if e != "" {
+			fields = append(fields, "e", e)
+		}
+		rdb.HSet(ctx, key, fields...)
+		if r := inspect(t, rdb, ""); !reflect.DeepEqual(r, []any{"not_found"}) {
+			t.Errorf("e %q: inspect got %v, want not_found", e, r)
+		}
+		if r := renew(t, rdb, tokB, 1000); !reflect.DeepEqual(r, []any{"not_found"}) {
+			t.Errorf("e %q: renew got %v, want not_found", e, r)
+		}
+		if r := release(t, rdb, tokB, "p"); !reflect.DeepEqual(r, []any{"not_found"}) {
+			t.Errorf("e %q: release got %v, want not_found", e, r)
+		}
+		if r := acquire(t, rdb, tokA, "", "", 1000); len(r) != 4 || r[0] != "granted" || r[1].(int64) <= 17 {
+			t.Errorf("e %q: acquire got %v, want a new grant above fence 17", e, r)
+		}
 	}
 }

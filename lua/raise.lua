@@ -24,7 +24,7 @@
 local cur = redis.call('HMGET', KEYS[1], 't', 'q', 'f', 'c', 'e')
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-if cur[1] ~= ARGV[1] or tonumber(cur[5]) <= now_ms then
+if cur[1] ~= ARGV[1] or (tonumber(cur[5]) or 0) <= now_ms then
   return {'not_holder'}
 end
 local d = ARGV[2]

@@ -19,7 +19,7 @@
 --                                                   goes to the head now
 --   an error reply, nothing changed: the fence is corrupt (only when handing over)
 local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'q', 'w', 'c')
-local live = cur[1] and tonumber(cur[2]) > now_ms
+local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
 if live and cur[1] ~= ARGV[1] then
   return {'not_holder', cur[4] or '', tonumber(cur[3]), tonumber(cur[2]) - now_ms, now_ms}
 end

@@ -11,7 +11,7 @@
 --   {"not_holder", holder, fence, pttl_ms, now_ms}  another token holds it; nothing changed
 --   {"not_found"}                                   no lease (released or expired)
 local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'l')
-if not cur[1] or tonumber(cur[2]) <= now_ms then
+if not cur[1] or (tonumber(cur[2]) or 0) <= now_ms then
   return {'not_found'}
 end
 if cur[1] ~= ARGV[1] then
