@@ -415,23 +415,10 @@ func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions,
 	ttl := o.TTL.Milliseconds()
 	key, queue := c.keys(name)
 	sent := time.Now()
-	var res []any
-	if w == nil {
-		// No entry (""): the caller does not wait, but a hand-over that
-		// the call makes must be told the right way (SPUBLISH in a Cluster).
-		res, err = c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce)
-	} else {
-		rejoin := "0"
-		if w.attempted {
-			rejoin = "1"
-		}
-		if !w.attempted {
-			w.sending(sent)
-		}
-		w.attempted = true
-		res, err = c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention,
-			w.entry, c.announce, (o.Wait + queueSlack).Milliseconds(), rejoin)
+	if w != nil && !w.attempted {
+		w.sending(sent)
 	}
+	res, err := c.runAcquire(ctx, key, queue, o, w)
 	if err != nil {
 		return nil, -1, c.backendErr("acquire", true, err)
 	}
@@ -451,6 +438,24 @@ func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions,
 		return nil, r.int(5), firstErr(r.err("acquire", 6), &HeldError{Name: name, Holder: r.str(1), Fence: r.int(2), TTL: max(msDur(r.int(3)), time.Millisecond)})
 	}
 	return nil, -1, r.unexpected("acquire")
+}
+
+// runAcquire runs the acquire script for o. With w (a waiter), the call
+// queues it when the lease is held, or keeps it in its place when it
+// attempted before. Without, it does not queue, but a hand-over the call
+// makes is told the right way (SPUBLISH in a Cluster).
+func (c *Client) runAcquire(ctx context.Context, key, queue string, o *AcquireOptions, w *waiter) ([]any, error) {
+	ttl := o.TTL.Milliseconds()
+	if w == nil {
+		return c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce)
+	}
+	rejoin := "0"
+	if w.attempted {
+		rejoin = "1"
+	}
+	w.attempted = true
+	return c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention,
+		w.entry, c.announce, (o.Wait + queueSlack).Milliseconds(), rejoin)
 }
 
 // queueSlack is how much longer than its wait a waiter's queue entry may

@@ -687,21 +687,7 @@ type grant struct {
 func (c *Client) grant(ctx context.Context, name string, o *AcquireOptions, w *waiter) (grant, error) {
 	ttl := o.TTL.Milliseconds()
 	key, queue := c.keys(name)
-	var (
-		res []any
-		err error
-	)
-	if w == nil {
-		res, err = c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce)
-	} else {
-		rejoin := "0"
-		if w.attempted {
-			rejoin = "1"
-		}
-		w.attempted = true
-		res, err = c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention,
-			w.entry, c.announce, (o.Wait + queueSlack).Milliseconds(), rejoin)
-	}
+	res, err := c.runAcquire(ctx, key, queue, o, w)
 	if err != nil {
 		return grant{}, c.backendErr("acquire", true, err)
 	}

@@ -87,6 +87,14 @@ local function grant(cur, token, holder, metadata, ttl, fence_digits, retention)
   return e
 end
 
+-- end_grant ends the live grant: its fields go, and the name keeps its
+-- fence (f, and c) for the retention. It returns the reply {"released"}.
+local function end_grant(retention)
+  redis.call('HDEL', KEYS[1], 't', 'e', 'l', 'h', 'm', 'q')
+  redis.call('PEXPIRE', KEYS[1], retention)
+  return {'released'}
+end
+
 -- announce publishes msg on channel as ARGV says ("s": SPUBLISH for a Redis
 -- Cluster, else PUBLISH) and returns how many subscribers received it.
 local function announce(how, channel, msg)

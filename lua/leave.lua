@@ -35,6 +35,4 @@ end
 if not live then
   return {'left', n}
 end
-redis.call('HDEL', KEYS[1], 't', 'e', 'l', 'h', 'm', 'q')
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {'released'}
+return end_grant(ARGV[3]) -- common.lua

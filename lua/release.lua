@@ -37,6 +37,4 @@ if cur[7] then
 elseif not live then
   return {'not_found'}
 end
-redis.call('HDEL', KEYS[1], 't', 'e', 'l', 'h', 'm', 'q')
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {'released'}
+return end_grant(ARGV[2]) -- common.lua
