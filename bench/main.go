@@ -72,7 +72,7 @@ Flags:
 		fs.PrintDefaults()
 	}
 	var s settings
-	fs.StringVar(&s.redis, "redis", "", "`host:port` of a scratch Redis to use (it keeps one fence counter per lease name used); default: start redis-server from PATH on a free loopback port")
+	fs.StringVar(&s.redis, "redis", "", "`host:port` of a scratch Redis to use (it keeps each lease name's last fence for the fence retention); default: start redis-server from PATH on a free loopback port")
 	fs.IntVar(&s.rounds, "rounds", 3, "`rounds`; each runs every configuration once, in an order that rotates")
 	fs.DurationVar(&s.duration, "duration", 5*time.Second, "measured `time` of one configuration in one round")
 	fs.DurationVar(&s.warmup, "warmup", 500*time.Millisecond, "unmeasured `time` before each measurement")
