@@ -24,14 +24,17 @@ import (
 // connFlags choose the transport of a client command: a Leasehold server
 // over HTTP (the default) or Redis itself.
 type connFlags struct {
-	Server    string `help:"Leasehold server URL (default http://127.0.0.1:7070)." default:"${default_server}" env:"LEASEHOLD_SERVER" placeholder:"URL" group:"Connection"`
+	// Server is "" unless the flag or LEASEHOLD_SERVER gives one (then
+	// defaultServer), so that a server given as the default URL and Redis
+	// given too are told apart from Redis alone.
+	Server    string `help:"Leasehold server URL (default http://127.0.0.1:7070)." env:"LEASEHOLD_SERVER" placeholder:"URL" group:"Connection"`
 	AuthToken string `help:"Bearer token for a server with auth on." env:"LEASEHOLD_TOKEN" placeholder:"TOKEN" group:"Connection"`
 	Redis     string `help:"Talk straight to Redis at this URL (redis://host:port/db, rediss:// for TLS, or a bare host:port) instead of a server." placeholder:"URL" group:"Connection"`
 }
 
 // connect returns the transport the flags choose and a function that closes it.
 func (f *connFlags) connect() (lease.Interface, func(), error) {
-	if f.Redis != "" && f.Server != defaultServer {
+	if f.Redis != "" && f.Server != "" {
 		return nil, nil, usageErr(fmt.Errorf("both a server (%s) and --redis (%s) are given, by flag or by "+
 			"LEASEHOLD_SERVER/LEASEHOLD_REDIS: give one of them (to override LEASEHOLD_REDIS, pass --redis '')",
 			f.Server, redactURL(f.Redis)))
@@ -45,7 +48,11 @@ func (f *connFlags) connect() (lease.Interface, func(), error) {
 		rdb := redis.NewClient(opts)
 		return lease.New(rdb, nil), func() { rdb.Close() }, nil
 	}
-	return newHTTPClient(f.Server, f.AuthToken)
+	server := f.Server
+	if server == "" {
+		server = defaultServer
+	}
+	return newHTTPClient(server, f.AuthToken)
 }
 
 // defaultServer is --server when neither the flag nor LEASEHOLD_SERVER gives one.
@@ -487,7 +494,7 @@ func (c *healthCmd) Run(e *env) error {
 	if c.Timeout <= 0 {
 		return usageErr(fmt.Errorf("--timeout %s: give a positive duration, like 5s", c.Timeout))
 	}
-	if c.Server == defaultServer && c.Redis == "" && os.Getenv("LEASEHOLD_SERVER") == "" {
+	if c.Server == "" && c.Redis == "" {
 		c.Server = listenURL(os.Getenv("LEASEHOLD_LISTEN")) // in the image: where serve listens
 	}
 	lc, closeFn, err := c.connect()

@@ -283,7 +283,7 @@ func TestTokenComesFromLEASE_TOKEN(t *testing.T) {
 }
 
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {
-	for _, c := range []string{"acquire", "renew", "release", "get", "list", "run"} {
+	for _, c := range []string{"serve", "acquire", "renew", "release", "get", "list", "run", "health"} {
 		r := lh(t, c, "--help")
 		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "leasehold "+c) {
 			t.Errorf("leasehold %s --help: exit %d, want help with examples; got %q", c, r.code, r.stdout)
@@ -378,6 +378,20 @@ func TestClientFlagsComeFromTheEnvironment(t *testing.T) {
 	r = run([]string{"LEASEHOLD_REDIS=" + srv.Addr()}, "get", n, "--server", "http://127.0.0.1:1")
 	if r.code != 64 || !strings.Contains(r.stderr, "give one of them") {
 		t.Errorf("--server with LEASEHOLD_REDIS: exit %d, stderr %q; want 64 saying to give one", r.code, r.stderr)
+	}
+	// The default URL given explicitly is a server given too: it was taken
+	// for "no server" and the command went to Redis.
+	for _, tc := range []struct {
+		env  []string
+		args []string
+	}{
+		{[]string{"LEASEHOLD_REDIS=" + srv.Addr()}, []string{"get", n, "--server", "http://127.0.0.1:7070"}},
+		{[]string{"LEASEHOLD_SERVER=http://127.0.0.1:7070"}, []string{"get", n, "--redis", srv.Addr()}},
+		{nil, []string{"get", n, "--server", "http://127.0.0.1:7070", "--redis", srv.Addr()}},
+	} {
+		if r := run(tc.env, tc.args...); r.code != 64 || !strings.Contains(r.stderr, "both a server (http://127.0.0.1:7070)") {
+			t.Errorf("%v %v: exit %d, stderr %q; want 64 saying both are given", tc.env, tc.args, r.code, r.stderr)
+		}
 	}
 	r = run([]string{"LEASEHOLD_REDIS=" + srv.Addr()}, "get", n, "--redis", "", "--server", "http://127.0.0.1:1")
 	if r.code != 69 {

@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	parser, err := kong.New(&c,
 		kong.Name("leasehold"),
 		kong.Description("Leasehold: distributed leases and locks on Redis."),
-		kong.Vars{"version": version, "default_server": defaultServer},
+		kong.Vars{"version": version},
 		kong.DefaultEnvars("LEASEHOLD"),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exitCode = code }),

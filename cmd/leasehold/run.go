@@ -46,7 +46,7 @@ sooner, so a host whose cron fires late does not run the same period again.
 Examples:
   leasehold run nightly-report --ttl 1m -- ./report.sh --date today
   # crontab on every host: run once per hour, whichever host comes first
-  0 * * * *  leasehold run hourly-sync --hold 10m -- /usr/local/bin/sync
+  0 * * * *  /usr/local/bin/leasehold run hourly-sync --hold 10m -- /usr/local/bin/sync
   leasehold run deploy --wait 5m -E 0 -- make deploy`
 }
 

@@ -311,3 +311,16 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, o))
 }
+
+func (s *serveCmd) Help() string {
+	return `Runs the HTTP API (docs/http.md). With no Redis given it runs on an embedded
+in-process store (state in this process's memory, on one node: for trying it
+out); give --redis, --redis-cluster, --redis-sentinel or --redlock for
+anything that matters. Many servers can share one Redis.
+
+Examples:
+  leasehold serve                                    # embedded store, 127.0.0.1:7070
+  leasehold serve --redis 127.0.0.1:6379
+  leasehold serve --redis rediss://user:pass@redis.internal:6380/0 --listen 0.0.0.0:7070 --auth-file /etc/leasehold/tokens
+  leasehold serve --redis-cluster 10.0.0.1:7000,10.0.0.2:7000 --fence-retention 48h`
+}
