@@ -81,8 +81,9 @@ type Lease struct {
 	// grant (or renewal) was sent: Redis applied it later, so the lease
 	// lives at least until Sent + TTL by Redis's clock. A Keeper counts the
 	// lease's life from it. Zero for reads. For a lease handed over to a
-	// waiter it is when the waiter's last attempt that found the lease held
-	// was sent, which Redis ran before the hand-over.
+	// waiter it is when the last attempt of the waiter's that Redis ran
+	// before the hand-over was sent (one that found an older grant
+	// holding, or else its first, which queued it).
 	Sent time.Time
 	// Waiting is, for reads, how many callers wait in the name's queue.
 	Waiting int
