@@ -258,12 +258,13 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 	return c
 }
 
-// Close ends the Client's subscription to releases: Acquire calls that are
-// waiting return a *BackendError wrapping ErrClosed, and so do later ones
-// that would wait. Other calls keep working. It does not close the Redis
-// client, which belongs to the caller. A Client whose waiters have all
-// returned holds no connection or goroutine of its own, so Close is needed
-// only to end waits early.
+// Close ends the Client's subscriptions to its hand-overs: Acquire calls
+// that are waiting return a *BackendError wrapping ErrClosed, and so do
+// later ones that would wait. Other calls keep working. It does not close
+// the Redis client, which belongs to the caller. A Client whose waiters
+// have all returned keeps its pub/sub connection for 5s more (so that a
+// caller that waits again and again subscribes once) and then holds no
+// connection or goroutine of its own; Close ends it at once.
 func (c *Client) Close() error {
 	c.sub.close()
 	return nil
