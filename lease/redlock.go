@@ -702,6 +702,9 @@ func (c *Client) grant(ctx context.Context, name string, o *AcquireOptions, w *w
 			TTL: msDur(ttl), ExpiresAt: msTime(r.int(2) + ttl), Metadata: o.Metadata,
 		}, again: r.int(3) == 1}, nil
 	case "held":
+		if w != nil && r.int(5) == -2 {
+			w.attempted = false // its entry is gone: the next round joins again
+		}
 		return grant{}, firstErr(r.err("acquire", 5), &HeldError{Name: name, Holder: r.str(1), Fence: r.int(2), TTL: max(msDur(r.int(3)), time.Millisecond)})
 	}
 	return grant{}, r.unexpected("acquire")

@@ -224,6 +224,13 @@ func (ws *waitState) attempt(ctx context.Context, retries int) (l *Lease, err er
 	case err == nil:
 		ws.got = l
 		return l, nil, true
+	case held != nil && position == -2:
+		// Its entry is gone (a hand-over skipped it while this Client was
+		// not subscribed): join again, at the tail, with an attempt now.
+		ws.lastAt = time.Now()
+		ws.last = held
+		ws.w.attempted = false
+		return nil, nil, false
 	case held != nil:
 		// The remaining TTL counts whole milliseconds: never sooner than 1ms.
 		ws.lastAt = time.Now()

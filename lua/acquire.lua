@@ -17,7 +17,8 @@
 -- ARGV[8], ARGV[9] only with an entry:
 -- ARGV[8]  how long the queue must live at least, in ms, when the caller joins it
 -- ARGV[9]  "1" when the caller may be queued already (an attempt after the
---          first): it keeps its place rather than joining again
+--          first): it keeps its place, and is not queued again when its
+--          entry is gone (position -2)
 --
 -- A free lease with waiters goes to the queue's head first (hand_over), so
 -- nobody overtakes a waiter; then the caller is answered as for a held one.
@@ -30,8 +31,10 @@
 --                                  held by another (or free, but with more
 --                                  dead waiters ahead than one call drops:
 --                                  holder "", pttl 1). position: the caller's
---                                  place in the queue (0 the head), or -1
---                                  when it does not wait; nothing else changed
+--                                  place in the queue (0 the head), -1
+--                                  when it does not wait, -2 when it
+--                                  attempted before (ARGV[9]) but is no
+--                                  longer queued; nothing else changed
 --                                  but a hand-over to the head
 --   an error reply, nothing changed: the fence is corrupt or at 2^53 - 1
 local token, holder, metadata, ttl, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -87,9 +90,13 @@ end
 local position = -1
 if entry ~= '' then
   if ARGV[9] == '1' then
-    position = redis.call('LPOS', KEYS[2], entry) or -1
+    -- Not queued any more (a hand-over dropped it while its client did not
+    -- listen, or it left): -2, and nothing queued, so that an attempt
+    -- that a stalled network delivers after its waiter left cannot queue
+    -- that waiter again; one that still waits joins anew.
+    position = redis.call('LPOS', KEYS[2], entry) or -2
   end
-  if position < 0 then
+  if position == -1 then
     position = redis.call('RPUSH', KEYS[2], entry) - 1
     if not queued then
       redis.call('HSET', KEYS[1], 'w', '1')

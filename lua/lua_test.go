@@ -475,9 +475,12 @@ func TestAcquireHeld(t *testing.T) {
 		if got := expiresAt(t, rdb, queue); got != at {
 			t.Errorf("a rejoin moved the queue's expiry from %d to %d", at, got)
 		}
-		// A rejoin whose entry is gone (a hand-over dropped it) joins at the tail.
+		// A rejoin whose entry is gone (a hand-over dropped it, or the
+		// waiter left and this attempt came late) is not queued again: -2;
+		// a waiter that still waits joins anew with a first attempt.
 		rdb.LRem(ctx, queue, 1, b.entry())
-		check("b rejoins after its entry went", attempt(b, 1000, "1"), 2, []string{c.entry(), d.entry(), b.entry()}, 20000)
+		check("b rejoins after its entry went", attempt(b, 1000, "1"), -2, []string{c.entry(), d.entry()}, 20000)
+		check("b joins again", attempt(b, 1000, "0"), 2, []string{c.entry(), d.entry(), b.entry()}, 20000)
 		// Not waiting: position -1, the queue as it was.
 		before := snapshot(t, rdb)
 		if r := acquire(t, rdb, tokC, "", "", 1000); !reflect.DeepEqual(shape(r, 3, 4), []any{"held", "a", f, "<int>", "<int>", int64(-1)}) {
