@@ -95,6 +95,11 @@ if entry ~= '' then
     -- that a stalled network delivers after its waiter left cannot queue
     -- that waiter again; one that still waits joins anew.
     position = redis.call('LPOS', KEYS[2], entry) or -2
+    if position >= 0 and not queued then
+      -- Queued, but the mark is gone (the hash expired with its retention
+      -- while the queue lived on, and a grant made it anew): set it again.
+      redis.call('HSET', KEYS[1], 'w', '1')
+    end
   end
   if position == -1 then
     position = redis.call('RPUSH', KEYS[2], entry) - 1

@@ -481,6 +481,10 @@ func TestAcquireHeld(t *testing.T) {
 		rdb.LRem(ctx, queue, 1, b.entry())
 		check("b rejoins after its entry went", attempt(b, 1000, "1"), -2, []string{c.entry(), d.entry()}, 20000)
 		check("b joins again", attempt(b, 1000, "0"), 2, []string{c.entry(), d.entry(), b.entry()}, 20000)
+		// A rejoin that finds its entry but not the mark (the hash was made
+		// anew while the queue lived on) sets the mark again.
+		rdb.HDel(ctx, key, "w")
+		check("c rejoins without the mark", attempt(c, 1000, "1"), 0, []string{c.entry(), d.entry(), b.entry()}, 20000)
 		// Not waiting: position -1, the queue as it was.
 		before := snapshot(t, rdb)
 		if r := acquire(t, rdb, tokC, "", "", 1000); !reflect.DeepEqual(shape(r, 3, 4), []any{"held", "a", f, "<int>", "<int>", int64(-1)}) {
