@@ -60,3 +60,45 @@ func newRdb(t *testing.T, addr string) *redis.Client {
 }
 
 var debugDial func(k int, target string)
+
+// monitor logs every command Redis runs (truncated), from a raw MONITOR.
+func monitor(t *testing.T, addr string) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.Write([]byte("MONITOR\r\n"))
+	go func() {
+		buf := make([]byte, 1<<16)
+		var acc []byte
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			acc = append(acc, buf[:n]...)
+			for {
+				i := indexCRLF(acc)
+				if i < 0 {
+					break
+				}
+				line := string(acc[:i])
+				acc = acc[i+2:]
+				if len(line) > 220 {
+					line = line[:220]
+				}
+				t.Logf("MON %s", line)
+			}
+		}
+	}()
+}
+
+func indexCRLF(b []byte) int {
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] == '\r' && b[i+1] == '\n' {
+			return i
+		}
+	}
+	return -1
+}

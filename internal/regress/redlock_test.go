@@ -1,4 +1,4 @@
-package second_test
+package regress_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package second_test
+package regress_test
 
 import (
 	"context"
@@ -25,7 +25,7 @@ func TestH1HungAttemptLandsAfterLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	dial, _ := dialer(t, srv.Addr(), p.Addr(), 1)
+	dial, _ := dialer(srv.Addr(), p.Addr(), 1)
 	rdbA := redis.NewClient(&redis.Options{Addr: "unused:1", Dialer: dial})
 	defer rdbA.Close()
 	if err := rdbA.Ping(ctx).Err(); err != nil {
