@@ -530,7 +530,7 @@ func gapFigures(gs []procGrant, released time.Time) []time.Duration {
 // the last, Redis runs one script per release and one per Verify, nothing
 // else (no herd, no polling).
 func TestProcsFIFO(t *testing.T) {
-	srv, rdb, c, name, holder := heldByTest(t, 30 * time.Second)
+	srv, rdb, c, name, holder := heldByTest(t, 30*time.Second)
 	const n = 10
 	var ws []*procWorker
 	var want []int
@@ -688,7 +688,7 @@ func TestProcsKilledHeadRightBeforeTheRelease(t *testing.T) {
 // and the entries' tokens say so), and the release serves the two that
 // still wait, in order; the two that left are never granted.
 func TestProcsGivingUpLeavesTheQueue(t *testing.T) {
-	srv, rdb, c, name, holder := heldByTest(t, 30 * time.Second)
+	srv, rdb, c, name, holder := heldByTest(t, 30*time.Second)
 	long := workerJob{ttl: 10 * time.Second, wait: 12 * time.Second, hold: 20 * time.Millisecond}
 	short := long
 	short.wait = 1500 * time.Millisecond
@@ -892,7 +892,7 @@ func TestWaitGivingUpAsTheReleaseComesAcrossClients(t *testing.T) {
 // would take any holder's lease at its expiry, not when the lease it last
 // saw (the first holder's, 20s) would have run out.
 func TestProcsExpiryOfAHandedOverLeaseReachesTheNext(t *testing.T) {
-	srv, rdb, c, name, holder := heldByTest(t, 20 * time.Second)
+	srv, rdb, c, name, holder := heldByTest(t, 20*time.Second)
 	crashing := startWorker(t, srv.Addr(), name, 0, workerJob{ttl: time.Second, wait: 10 * time.Second, hold: 30 * time.Second})
 	waitQueued(t, rdb, c, name, 1, crashing)
 	next := startWorker(t, srv.Addr(), name, 1, workerJob{ttl: 10 * time.Second, wait: 6 * time.Second, hold: 20 * time.Millisecond})
@@ -925,7 +925,7 @@ func TestProcsExpiryOfAHandedOverLeaseReachesTheNext(t *testing.T) {
 // behind that grant, and takes the lease when it ends: within its TTL and
 // a second, not the old holder's 20s. docs/waiting.md states this bound.
 func TestProcsStoppedHeadHoldsAHandedLeaseForItsTTL(t *testing.T) {
-	srv, rdb, c, name, holder := heldByTest(t, 20 * time.Second)
+	srv, rdb, c, name, holder := heldByTest(t, 20*time.Second)
 	frozen := startWorker(t, srv.Addr(), name, 0, workerJob{ttl: 2 * time.Second, wait: 10 * time.Second, hold: 20 * time.Millisecond})
 	waitQueued(t, rdb, c, name, 1, frozen)
 	next := startWorker(t, srv.Addr(), name, 1, workerJob{ttl: 10 * time.Second, wait: 8 * time.Second, hold: 20 * time.Millisecond})
