@@ -62,7 +62,7 @@ type sdkVariant struct {
 // tables show every variant.
 var sdkVariants = []sdkVariant{
 	{name: "sdk"},
-	{name: "sdk-pipelined", opts: &lease.Options{AutoPipeline: true}},
+	{name: "sdk-plain", opts: &lease.Options{NoAutoPipeline: true}},
 }
 
 // serveVariant is one configuration of leasehold serve: extra flags.
@@ -76,7 +76,7 @@ type serveVariant struct {
 // show every variant.
 var serveVariants = []serveVariant{
 	{name: "serve"},
-	{name: "serve-pipelined", args: []string{"--redis-autopipeline"}},
+	{name: "serve-plain", args: []string{"--no-redis-autopipeline"}},
 }
 
 // newRedis is the go-redis client of one in-process measurement, with

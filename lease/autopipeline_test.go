@@ -6,9 +6,9 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-// TestAutoPipeline runs the script tests again with Options.AutoPipeline,
-// every call sent through go-redis's autopipeliner (also those made while no
-// other is in flight, which would otherwise go straight to Redis): the
+// TestAutoPipeline runs the script tests again with every call sent through
+// go-redis's autopipeliner (on by default, but only for calls made while 15
+// others are in flight; here also for lone calls): the
 // replies, the EVAL fallback after SCRIPT FLUSH, waiting woken by releases,
 // and a real Redis Cluster, where the autopipeliner routes by slot.
 func TestAutoPipeline(t *testing.T) {

@@ -76,8 +76,8 @@ func BenchmarkRelease(b *testing.B) {
 }
 
 // BenchmarkCycle measures acquire+release cycles on unique names with c
-// goroutines (c=1, 8, 64), for the lease SDK with and without
-// Options.AutoPipeline and, on the same redis-server, for bsm/redislock's
+// goroutines (c=1, 8, 64), for the lease SDK with its defaults (the
+// autopipeliner from 16 calls in flight) and with Options.NoAutoPipeline and, on the same redis-server, for bsm/redislock's
 // Obtain+Release. Each cycle is two scripts, two round trips, for every
 // client. allocs/op at c=1 is the figure to compare: at higher c the
 // goroutines' own allocations are spread over the cycles.
@@ -88,8 +88,8 @@ func BenchmarkCycle(b *testing.B) {
 		new  cycler
 	}{
 		{"lease", func(rdb *redis.Client) func(string) error { return leaseCycle(lease.New(rdb, nil)) }},
-		{"lease-autopipeline", func(rdb *redis.Client) func(string) error {
-			return leaseCycle(lease.New(rdb, &lease.Options{AutoPipeline: true}))
+		{"lease-plain", func(rdb *redis.Client) func(string) error {
+			return leaseCycle(lease.New(rdb, &lease.Options{NoAutoPipeline: true}))
 		}},
 		{"redislock", func(rdb *redis.Client) func(string) error {
 			rl := redislock.New(rdb)

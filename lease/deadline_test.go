@@ -41,7 +41,7 @@ var goRedisOptions = []struct {
 	{"long read timeout and retries", redis.Options{ReadTimeout: 30 * time.Second, MaxRetries: 5}, nil},
 	{"no read timeout", redis.Options{ReadTimeout: -1}, nil},
 	{"context timeouts on", redis.Options{ContextTimeoutEnabled: true}, nil},
-	{"auto-pipelining", redis.Options{}, &lease.Options{AutoPipeline: true}},
+	{"auto-pipelining off", redis.Options{}, &lease.Options{NoAutoPipeline: true}},
 }
 
 // TestKeeperReportsLossBeforeAnotherHolderIsGranted is the first safety

@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -169,16 +170,24 @@ type Options struct {
 	MaxTTL time.Duration
 	// MaxWait is the longest wait an Acquire may ask for. Default 5m.
 	MaxWait time.Duration
-	// AutoPipeline sends the scripts of concurrent calls through go-redis's
-	// autopipeliner (the Redis client's AsyncAutoPipeline, shared with its
-	// other users and running until the Redis client is closed), which
-	// batches them into fewer, fuller round trips. Default false: every
-	// call is a round trip of its own. It pays when many calls run at once
-	// (see BenchmarkCycle); a call made while no other is in flight goes
-	// straight to Redis as without it, and so do waiting's subscriptions,
-	// List, LoadScripts and Ping. A call whose context ends returns at once,
-	// but its script may still run. A Redis client that cannot autopipeline
-	// (a *redis.Ring) ignores it.
+	// NoAutoPipeline turns the autopipeliner off: every call is a round
+	// trip of its own. By default the scripts of concurrent calls go
+	// through go-redis's autopipeliner (the Redis client's
+	// AsyncAutoPipeline, shared with its other users and running until the
+	// Redis client is closed), which batches them into fewer, fuller round
+	// trips, but only while 16 or more calls of this Client are in flight:
+	// below that a call goes straight to Redis, so a lone call pays
+	// nothing for it (see BenchmarkCycle and docs/benchmarks.md); so do
+	// waiting's subscriptions, List, LoadScripts and Ping. A call whose
+	// context ends returns at once, its script may still run, and an
+	// Acquire's undo waits for it to have run. A Redis client that cannot
+	// autopipeline (a *redis.Ring) makes plain calls. Set it for a Redis
+	// client whose connections have no buffer (a net.Pipe dialer): the
+	// autopipeliner writes a batch before it reads, and would stall there.
+	NoAutoPipeline bool
+	// AutoPipeline is ignored: auto-pipelining is on by default.
+	//
+	// Deprecated: set NoAutoPipeline to turn it off.
 	AutoPipeline bool
 	// RestartDelay is, for a Redlock, how long a master that restarted does
 	// not count toward grants, so that the grants it forgot (a master without
@@ -212,8 +221,13 @@ type Client struct {
 	// id names this Client in its waiters' queue entries: a hand-over to
 	// one of them is told on the channel PREFIX{NAME}:w:ID.
 	id string
-	// ap is rdb's autopipeliner when Options.AutoPipeline is set, else nil.
+	// ap is rdb's autopipeliner, set by apOnce when 16 calls are first in
+	// flight at once (so that a Client that never has that many starts none
+	// of its goroutines); it stays nil with Options.NoAutoPipeline (noAP) or
+	// a Redis client that cannot autopipeline.
 	ap       *redis.AutoPipeliner
+	apOnce   sync.Once
+	noAP     bool
 	inflight atomic.Int64 // calls running a script: with ap, a lone one skips it
 	undo     Undoer       // grants of unknown outcome made with tokens of this Client's making
 	// attempters run the attempts of waiting Acquire calls.
@@ -240,12 +254,8 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 		if opts.MaxWait > 0 {
 			c.maxWait = opts.MaxWait
 		}
-		if opts.AutoPipeline {
-			if ap, err := rdb.AsyncAutoPipeline(); err == nil {
-				c.ap = ap // closed with rdb, which is the caller's
-			}
-		}
 	}
+	c.noAP = opts != nil && opts.NoAutoPipeline
 	c.retention = max(retention, c.maxTTL).Milliseconds()
 	_, c.sharded = rdb.(*redis.ClusterClient)
 	c.deadlines = honoursDeadlines(rdb)

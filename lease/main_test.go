@@ -47,20 +47,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// autoPipeline makes clientOptions turn Options.AutoPipeline on, while
-// TestAutoPipeline runs.
+// autoPipeline makes clientOptions keep the autopipeliner on (whatever
+// NoAutoPipeline a test asks for), while TestAutoPipeline runs.
 var autoPipeline bool
 
-// clientOptions returns opts, with AutoPipeline while TestAutoPipeline runs.
+// clientOptions returns opts, without NoAutoPipeline while TestAutoPipeline runs.
 func clientOptions(opts *lease.Options) *lease.Options {
-	if !autoPipeline {
-		return opts
-	}
 	var o lease.Options
 	if opts != nil {
 		o = *opts
 	}
-	o.AutoPipeline = true
+	switch {
+	case autoPipeline:
+		o.NoAutoPipeline = false
+	case backendDialer != nil:
+		// The embedded store's connections are unbuffered pipes, on
+		// which the autopipeliner stalls (see cmd/leasehold/serve.go).
+		o.NoAutoPipeline = true
+	default:
+		return opts
+	}
 	return &o
 }
 

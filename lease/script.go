@@ -63,7 +63,11 @@ func (c *Client) process(ctx context.Context, args []any) ([]any, error) {
 	// to Redis.
 	inflight := c.inflight.Add(1)
 	defer c.inflight.Add(-1)
-	if c.ap == nil || inflight < pipelineFrom && !pipelineLoneCalls {
+	var ap *redis.AutoPipeliner
+	if inflight >= pipelineFrom || pipelineLoneCalls {
+		ap = c.pipeliner()
+	}
+	if ap == nil {
 		if _, ok := ctx.Deadline(); ok && c.deadlines {
 			// The Redis client bounds its socket reads and writes by ctx's
 			// deadline itself: no goroutine needed (one costs about 13µs a
@@ -81,11 +85,34 @@ func (c *Client) process(ctx context.Context, args []any) ([]any, error) {
 	}
 	// The autopipeliner runs the command on a context of its own, so wait
 	// for it only while ctx lasts. A command left behind still runs, and its
-	// result must not be read while it may: return ctx's error alone.
-	if err := c.ap.Submit(ctx, cmd).WaitContext(ctx); err != nil && ctx.Err() != nil {
-		return nil, err
+	// result must not be read while it may: return ctx's error, with a
+	// channel closed once the command has run, which an Acquire's undo
+	// waits for (else the undo's release could reach Redis first, on
+	// another connection, and the grant be made after it).
+	f := ap.Submit(ctx, cmd)
+	if err := f.WaitContext(ctx); err != nil && ctx.Err() != nil {
+		running := make(chan struct{})
+		go func() {
+			defer close(running)
+			_ = f.Wait()
+		}()
+		return nil, &abandonedError{err: ctx.Err(), running: running}
 	}
 	return cmd.Slice()
+}
+
+// pipeliner returns rdb's autopipeliner, made on the first call, or nil
+// when the Client makes plain calls only.
+func (c *Client) pipeliner() *redis.AutoPipeliner {
+	if c.noAP {
+		return nil
+	}
+	c.apOnce.Do(func() {
+		if ap, err := c.rdb.AsyncAutoPipeline(); err == nil {
+			c.ap = ap // closed with rdb, which is the caller's
+		}
+	})
+	return c.ap
 }
 
 // bounded runs call, which talks to Redis, and returns when it has

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/faultproxy"
 	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/redis/go-redis/v9"
@@ -30,48 +31,70 @@ func TestUnknownOutcomeIsUndone(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, p, _ := hungClient(t, redis.Options{}, nil)
-			_, rdb := newClient(t, nil)
-			name := uniq(t)
-			if err := c.LoadScripts(ctx); err != nil { // and a connection in the pool
-				t.Fatal(err)
-			}
-			p.SetDelay(400 * time.Millisecond) // each way: Redis grants at +400ms, answers at +800ms
-			cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-			if tc.end == "cancel" {
-				cctx, cancel = context.WithCancel(ctx)
-				time.AfterFunc(100*time.Millisecond, cancel)
-			}
-			defer cancel()
-			o := &lease.AcquireOptions{TTL: time.Minute, Wait: tc.wait}
-			if tc.ownToken {
-				o.Token = lease.NewToken()
-			}
-			_, err := c.Acquire(cctx, name, o)
-			if err == nil || !lease.Unknown(err) {
-				t.Fatalf("Acquire = %v, want an error of unknown outcome", err)
-			}
-			key := "leasehold:{" + name + "}"
-			eventually(t, 3*time.Second, "the late grant to reach Redis", func() bool {
-				n, _ := live(rdb, key)
-				return n == 1
-			})
-			sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
-			defer scancel()
-			if err := c.Settle(sctx); err != nil {
-				t.Fatalf("Settle = %v, want nil", err)
-			}
-			n, err := live(rdb, key)
-			switch {
-			case err != nil:
-				t.Fatal(err)
-			case tc.ownToken && n != 1:
-				t.Errorf("the grant of the caller's own token was released behind its back")
-			case !tc.ownToken && n != 0:
-				pttl, _ := redistest.LeaseLeft(ctx, rdb, key)
-				t.Errorf("after Settle the grant nobody holds the token of is still there, for another %v", pttl)
-			}
+			c, p, _ := hungClient(t, redis.Options{}, &lease.Options{NoAutoPipeline: true})
+			checkUndone(t, c, p, tc.ownToken, tc.end, tc.wait)
 		})
+	}
+}
+
+// TestUnknownOutcomeOfAPipelinedCallIsUndone: the same through the
+// autopipeliner (on by default; here for a lone call too): the undo waits
+// for the pipelined script to have run, so it cannot overtake it.
+func TestUnknownOutcomeOfAPipelinedCallIsUndone(t *testing.T) {
+	defer lease.PipelineLoneCalls()()
+	for _, end := range []string{"deadline", "cancel"} {
+		t.Run(end, func(t *testing.T) {
+			c, p, _ := hungClient(t, redis.Options{}, nil)
+			checkUndone(t, c, p, false, end, 0)
+		})
+	}
+}
+
+// checkUndone runs an Acquire through c whose context ends (end: by its
+// deadline or a cancel) 100ms in, while the path p delays each way by
+// 400ms, and checks what Settle leaves: no grant, or the grant of the
+// caller's own token.
+func checkUndone(t *testing.T, c *lease.Client, p *faultproxy.Proxy, ownToken bool, end string, wait time.Duration) {
+	t.Helper()
+	_, rdb := newClient(t, nil)
+	name := uniq(t)
+	if err := c.LoadScripts(ctx); err != nil { // and a connection in the pool
+		t.Fatal(err)
+	}
+	p.SetDelay(400 * time.Millisecond) // each way: Redis grants at +400ms, answers at +800ms
+	cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	if end == "cancel" {
+		cctx, cancel = context.WithCancel(ctx)
+		time.AfterFunc(100*time.Millisecond, cancel)
+	}
+	defer cancel()
+	o := &lease.AcquireOptions{TTL: time.Minute, Wait: wait}
+	if ownToken {
+		o.Token = lease.NewToken()
+	}
+	_, err := c.Acquire(cctx, name, o)
+	if err == nil || !lease.Unknown(err) {
+		t.Fatalf("Acquire = %v, want an error of unknown outcome", err)
+	}
+	key := "leasehold:{" + name + "}"
+	eventually(t, 3*time.Second, "the late grant to reach Redis", func() bool {
+		n, _ := live(rdb, key)
+		return n == 1
+	})
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	if err := c.Settle(sctx); err != nil {
+		t.Fatalf("Settle = %v, want nil", err)
+	}
+	n, err := live(rdb, key)
+	switch {
+	case err != nil:
+		t.Fatal(err)
+	case ownToken && n != 1:
+		t.Errorf("the grant of the caller's own token was released behind its back")
+	case !ownToken && n != 0:
+		pttl, _ := redistest.LeaseLeft(ctx, rdb, key)
+		t.Errorf("after Settle the grant nobody holds the token of is still there, for another %v", pttl)
 	}
 }
 

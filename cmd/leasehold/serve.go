@@ -36,9 +36,9 @@ type serveCmd struct {
 	KeyPrefix      string   `default:"leasehold:" placeholder:"PREFIX" help:"Prefix of every Redis key."`
 	// RedlockRestartDelay is lease.Options.RestartDelay; nil: the default.
 	RedlockRestartDelay *time.Duration `name:"redlock-restart-delay" placeholder:"DURATION" help:"How long a --redlock master that restarted (or is seen first) does not count toward grants, so that the leases it forgot expire first. Default --max-ttl; 0 turns it off, safe only with appendonly yes and appendfsync always on every master (see docs/engine.md)."`
-	// RedisAutopipeline is lease.Options.AutoPipeline: off by default like
-	// the SDK's, for the reasons given there.
-	RedisAutopipeline bool `name:"redis-autopipeline" help:"Batch the Redis scripts of concurrent requests into pipelines (go-redis's autopipeliner, experimental): more requests per second under load, same latency for a lone request."`
+	// RedisAutopipeline is the negation of lease.Options.NoAutoPipeline: on
+	// by default like the SDK's, for the reasons given there.
+	RedisAutopipeline bool `name:"redis-autopipeline" negatable:"" default:"true" help:"Batch the Redis scripts of concurrent requests into pipelines while 16 or more are in flight (go-redis's autopipeliner): more requests per second under load; a lone request goes straight to Redis. --no-redis-autopipeline sends every script on its own."`
 
 	MaxTTL  time.Duration `name:"max-ttl" default:"24h" help:"Largest TTL granted."`
 	MaxWait time.Duration `default:"5m" help:"Longest wait an acquire may ask for."`
@@ -224,7 +224,7 @@ func (s *serveCmd) check() error {
 
 // backend builds the lease engine the flags ask for, and what closes it.
 func (s *serveCmd) backend(log *slog.Logger) (httpapi.Backend, func(), error) {
-	opts := &lease.Options{KeyPrefix: s.KeyPrefix, MaxTTL: s.MaxTTL, MaxWait: s.MaxWait, FenceRetention: s.FenceRetention, AutoPipeline: s.RedisAutopipeline}
+	opts := &lease.Options{KeyPrefix: s.KeyPrefix, MaxTTL: s.MaxTTL, MaxWait: s.MaxWait, FenceRetention: s.FenceRetention, NoAutoPipeline: !s.RedisAutopipeline}
 	switch {
 	case s.Redis != "":
 		o, err := parseRedisURL(s.Redis)
@@ -288,6 +288,10 @@ func (s *serveCmd) backend(log *slog.Logger) (httpapi.Backend, func(), error) {
 	o := store.Options() // in-process pipes: no port that another process could reach
 	s.timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.ContextTimeoutEnabled)
 	rdb := redis.NewClient(o)
+	// A net.Pipe has no buffer: the autopipeliner, which writes a batch
+	// before it reads the replies, would wait on the store's replies while
+	// the store waits for it to read them.
+	opts.NoAutoPipeline, s.RedisAutopipeline = true, false
 	log.Warn("no Redis given: using the EMBEDDED in-memory store; leases live in this process on one node and are lost when it stops; use --redis for anything that matters")
 	return lease.New(rdb, opts), func() { rdb.Close(); store.Close() }, nil
 }

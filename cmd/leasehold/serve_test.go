@@ -136,11 +136,11 @@ func TestServeBinaryOnRedisAndEmbedded(t *testing.T) {
 		args     []string
 		wantWarn string
 	}{
-		{"redis flag", nil, []string{"--redis=" + rs.URL(), "--max-ttl", "1h"}, "redis_autopipeline=false"},
+		{"redis flag", nil, []string{"--redis=" + rs.URL(), "--max-ttl", "1h"}, "redis_autopipeline=true"},
 		{"redis env", []string{"LEASEHOLD_REDIS=" + rs.URL(), "LEASEHOLD_KEY_PREFIX=envtest:"}, nil, ""},
 		{"redis bare host:port", nil, []string{"--redis", rs.Addr()}, "using redis"},
-		{"autopipeline flag", nil, []string{"--redis", rs.URL(), "--redis-autopipeline"}, "redis_autopipeline=true"},
-		{"autopipeline env", []string{"LEASEHOLD_REDIS_AUTOPIPELINE=true"}, []string{"--redis", rs.URL()}, "redis_autopipeline=true"},
+		{"autopipeline off by flag", nil, []string{"--redis", rs.URL(), "--no-redis-autopipeline"}, "redis_autopipeline=false"},
+		{"autopipeline off by env", []string{"LEASEHOLD_REDIS_AUTOPIPELINE=false"}, []string{"--redis", rs.URL()}, "redis_autopipeline=false"},
 		{"embedded", nil, nil, "EMBEDDED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -287,7 +287,7 @@ func TestServeOnEveryBackend(t *testing.T) {
 		args []string
 	}{
 		{"cluster", []string{"--redis-cluster", strings.Join(cluster.Addrs(), ",")}},
-		{"cluster-autopipeline", []string{"--redis-cluster", strings.Join(cluster.Addrs(), ","), "--redis-autopipeline"}},
+		{"cluster-plain", []string{"--redis-cluster", strings.Join(cluster.Addrs(), ","), "--no-redis-autopipeline"}},
 		{"sentinel", []string{"--redis-sentinel", sentinel.Addr(), "--sentinel-master", "lh-serve"}},
 		// The masters have just started: without the flag, the restart delay
 		// (TestServeRedlockRestartDelay) would refuse every grant.
