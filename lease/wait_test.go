@@ -334,6 +334,42 @@ func TestWaitTakesOverAtExpiry(t *testing.T) {
 	}
 }
 
+// TestWaitNextTakesOverAtExpiryWhenTheHeadLeaves: the head of the queue
+// gives up while the holder's lease still runs; the waiter behind it, in
+// another Client, is told it is the head now and takes the lease at the
+// holder's expiry, not a second after (when a waiter that is not the head
+// would look on its own).
+func TestWaitNextTakesOverAtExpiryWhenTheHeadLeaves(t *testing.T) {
+	c, _ := newClient(t, nil)
+	head, _ := newClient(t, nil)
+	next, _ := newClient(t, nil)
+	name := uniq(t)
+	const ttl = 1500 * time.Millisecond
+	if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: ttl}); err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Now().Add(ttl)
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := head.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 400 * time.Millisecond})
+		gaveUp <- err
+	}()
+	eventually(t, 2*time.Second, "the head to be queued", func() bool { return head.Waiters(name) == 1 })
+	l, err := next.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Wait: 5 * time.Second})
+	took := time.Now()
+	if err != nil {
+		t.Fatalf("got %v, want a grant at the holder's expiry", err)
+	}
+	var held *lease.HeldError
+	if err := <-gaveUp; !errors.As(err, &held) {
+		t.Errorf("the head that gave up: got %v, want *HeldError", err)
+	}
+	if late := took.Sub(expires); late < -5*time.Millisecond || late > 500*time.Millisecond {
+		t.Errorf("granted %s after the holder's expiry, want within (-5ms, 500ms): the waiter behind a head that left must take over at the expiry", late)
+	}
+	c.Release(ctx, name, l.Token)
+}
+
 func TestWaitEndsWithTheLastHeldError(t *testing.T) {
 	c, _ := newClient(t, nil)
 	name := uniq(t)

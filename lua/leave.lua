@@ -1,6 +1,9 @@
 -- leave: take a waiter that gives up out of the name's queue. A lease that
 -- was handed to it meanwhile is released in turn, to the next waiter if
--- one listens, so no grant is left that nobody holds the token of.
+-- one listens, so no grant is left that nobody holds the token of. When the
+-- waiter was the head and another holds the lease, the next waiter is told
+-- it is the head now ("WID h TTL_MS", as hand_over tells it), so that it
+-- takes the lease at the holder's expiry, not a second after.
 --
 -- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
@@ -16,10 +19,18 @@
 --   {"released"}        the lease had been handed to the waiter: it is released
 --   {"handed", fence, now_ms, wid, client}  ... and granted to the next waiter
 --   an error reply: the fence is corrupt (the entry is gone; the lease stays)
+local head = redis.call('LINDEX', KEYS[2], 0) == ARGV[2]
 local n = redis.call('LREM', KEYS[2], 1, ARGV[2])
 local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'q', 'w', 'c')
 local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
 if live and cur[1] ~= ARGV[1] then
+  if head then
+    local next = redis.call('LINDEX', KEYS[2], 0)
+    local nwid, nclient = string.match(next or '', '^([^\n]*)\n([^\n]*)\n')
+    if nwid then
+      announce(ARGV[4], KEYS[1] .. ':w:' .. nclient, nwid .. ' h ' .. digits(tonumber(cur[2]) - now_ms)) -- common.lua
+    end
+  end
   return {'left', n}
 end
 if cur[7] then

@@ -1208,6 +1208,41 @@ func TestLeave(t *testing.T) {
 		unchanged(t, rdb, "a second leave", before)
 	})
 
+	t.Run("the head leaves: the next is told it is the head", func(t *testing.T) {
+		for _, how := range []string{"p", "s"} {
+			fresh(t, rdb)
+			grant(t, rdb, tokA, "a", "", 5000)
+			b, c, d := newWaiter("b", 1000, "", ""), newWaiter("c", 1000, "", ""), newWaiter("d", 1000, "", "")
+			join(t, rdb, b, 0)
+			join(t, rdb, c, 1)
+			join(t, rdb, d, 2)
+			subC, subD := subscribe(t, rdb, c, how), subscribe(t, rdb, d, how)
+			before := snapshot(t, rdb)
+			// d, not the head, leaves: nobody is told anything.
+			if r := leave(t, rdb, d, how); !reflect.DeepEqual(r, []any{"left", int64(1)}) {
+				t.Fatalf("%s: d: got %v, want left 1", how, r)
+			}
+			quiet(t, rdb, subC, c, how)
+			if r := leave(t, rdb, b, how); !reflect.DeepEqual(r, []any{"left", int64(1)}) {
+				t.Fatalf("%s: b: got %v, want left 1", how, r)
+			}
+			tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			msg, err := subC.ReceiveMessage(tctx)
+			cancel()
+			var ttl int
+			if err != nil || msg.Channel != c.channel() {
+				t.Fatalf("%s: got %v (%v), want %q on %s", how, msg, err, c.wid+" h TTL", c.channel())
+			}
+			if n, _ := fmt.Sscanf(msg.Payload, c.wid+" h %d", &ttl); n != 1 || ttl <= 0 || ttl > 5000 {
+				t.Errorf("%s: got %q, want %q with the holder's remaining TTL (0, 5000]", how, msg.Payload, c.wid+" h TTL")
+			}
+			quiet(t, rdb, subC, c, how)
+			quiet(t, rdb, subD, d, how)
+			before.Queue = []string{c.entry()}
+			unchanged(t, rdb, "the leaves", before)
+		}
+	})
+
 	t.Run("nothing there", func(t *testing.T) {
 		fresh(t, rdb)
 		b := newWaiter("b", 1000, "", "")
