@@ -66,22 +66,31 @@ func (u *Undoer) Wait(ctx context.Context) error {
 }
 
 // undo releases until the backend answers or a grant made now would have
-// expired.
+// expired, each attempt bounded by 2s, 4s, 8s, ... as they time out.
 func undo(c Interface, name, token string, ttl, grace time.Duration) {
 	start := time.Now()
 	deadline := start.Add(ttl + drift(ttl))
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval, b.MaxInterval = 20*time.Millisecond, time.Second
+	// An attempt's bound doubles after each that timed out: on a path that
+	// answers, but slowly, a Redis client that ends a timed-out call by
+	// closing its connection (go-redis with ContextTimeoutEnabled) needs a
+	// new one, whose handshake and call may together outlast any fixed
+	// bound, so the undo would never get through.
+	bound := 2 * time.Second
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), min(left, 2*time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), min(left, bound))
 		err := c.Release(ctx, name, token)
 		cancel()
 		if err == nil || errors.Is(err, ErrInvalid) {
 			return // released, or refused: nothing more to undo
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			bound *= 2
 		}
 		if !unknown(err) { // no such grant (yet), or another holder's
 			rest := grace - time.Since(start)

@@ -3,6 +3,7 @@ package lease_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -164,5 +165,64 @@ func TestUnknownOutcomeOfAWaitIsUndone(t *testing.T) {
 	if n, _ := live(rdb, key); n != 0 {
 		pttl, _ := redistest.LeaseLeft(ctx, rdb, key)
 		t.Errorf("after Settle the grant nobody holds the token of is still there, for another %v", pttl)
+	}
+}
+
+// TestUnknownOutcomesUnderLoadAreUndoneOnASlowPath: many Acquires at once
+// (so that they go through the autopipeliner, which takes calls from 16 in
+// flight, unless it is off), each ending 100ms in while the path delays
+// each way by 400ms, and stays that slow: Redis answers, late, so Settle
+// must see every grant they made undone, with each of the go-redis options
+// the SDK must be safe with. (With ContextTimeoutEnabled each undo's
+// release timed out at 2s and closed its connection, and a new one takes
+// a handshake and the call, over 2s on this path: the undos retried until
+// the grants' TTL, and Settle never returned.)
+func TestUnknownOutcomesUnderLoadAreUndoneOnASlowPath(t *testing.T) {
+	const n = 40
+	opts := append(goRedisOptions[:len(goRedisOptions):len(goRedisOptions)], struct {
+		name string
+		ro   redis.Options
+		lo   *lease.Options
+	}{"context timeouts on and auto-pipelining off", redis.Options{ContextTimeoutEnabled: true}, &lease.Options{NoAutoPipeline: true}})
+	for _, o := range opts {
+		t.Run(o.name, func(t *testing.T) {
+			t.Parallel()
+			c, p, _ := hungClient(t, o.ro, o.lo)
+			_, rdb := newClient(t, nil)
+			if err := c.LoadScripts(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p.SetDelay(400 * time.Millisecond)
+			base := uniq(t)
+			errs := make(chan error, n)
+			for i := range n {
+				go func() {
+					cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+					defer cancel()
+					_, err := c.Acquire(cctx, fmt.Sprintf("%s.%d", base, i), &lease.AcquireOptions{TTL: time.Minute})
+					errs <- err
+				}()
+			}
+			for range n {
+				if err := <-errs; !lease.Unknown(err) {
+					t.Fatalf("Acquire = %v, want an error of unknown outcome", err)
+				}
+			}
+			sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+			defer scancel()
+			start := time.Now()
+			if err := c.Settle(sctx); err != nil {
+				t.Fatalf("Settle = %v after %v, want nil", err, time.Since(start))
+			}
+			held := 0
+			for i := range n {
+				if ok, _ := live(rdb, fmt.Sprintf("leasehold:{%s.%d}", base, i)); ok == 1 {
+					held++
+				}
+			}
+			if held != 0 {
+				t.Errorf("after Settle %d of %d grants nobody holds the token of are still there", held, n)
+			}
+		})
 	}
 }
