@@ -4,6 +4,7 @@
 --
 -- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
+-- KEYS[3]  the name's history, PREFIX{NAME}:h
 -- ARGV[1]  token of the caller
 -- ARGV[2]  holder label ("" for none)
 -- ARGV[3]  metadata ("" for none)
@@ -14,12 +15,14 @@
 -- ARGV[7]  how to tell a waiter that it was handed the lease: "p" PUBLISH,
 --          "s" SPUBLISH (Redis Cluster); always given, as a call that does
 --          not wait may hand the lease over too
--- ARGV[8], ARGV[9] only with an entry:
--- ARGV[8]  how long the queue must live at least, in ms, when the caller joins it
--- ARGV[9]  "1" when the caller may be queued already (an attempt after the
+-- ARGV[8]  how many ended grants the history keeps (0: none)
+-- ARGV[9], ARGV[10] only with an entry:
+-- ARGV[9]  how long the queue must live at least, in ms, when the caller joins it
+-- ARGV[10] "1" when the caller may be queued already (an attempt after the
 --          first): it keeps its place, and is not queued again when its
 --          entry is gone (position -2)
 --
+-- A grant found expired goes into the history first (record_expiry).
 -- A free lease with waiters goes to the queue's head first (hand_over), so
 -- nobody overtakes a waiter; then the caller is answered as for a held one.
 --
@@ -33,14 +36,21 @@
 --                                  holder "", pttl 1). position: the caller's
 --                                  place in the queue (0 the head), -1
 --                                  when it does not wait, -2 when it
---                                  attempted before (ARGV[9]) but is no
+--                                  attempted before (ARGV[10]) but is no
 --                                  longer queued; nothing else changed
 --                                  but a hand-over to the head
 --   an error reply, nothing changed: the fence is corrupt or at 2^53 - 1
 local token, holder, metadata, ttl, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local entry = ARGV[6] or ''
-local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'q', 'w', 'c')
+hist_max = tonumber(ARGV[8]) or 0 -- common.lua
+local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms -- an e that is no number: no grant
+if cur[1] and not live then
+  local err = record_expiry(cur, retention) -- common.lua
+  if err then
+    return redis.error_reply(err)
+  end
+end
 local queued = cur[7]
 
 if live and cur[1] == token then
@@ -89,7 +99,7 @@ end
 
 local position = -1
 if entry ~= '' then
-  if ARGV[9] == '1' then
+  if ARGV[10] == '1' then
     -- Not queued any more (a hand-over dropped it while its client did not
     -- listen, or it left): -2, and nothing queued, so that an attempt
     -- that a stalled network delivers after its waiter left cannot queue
@@ -106,8 +116,8 @@ if entry ~= '' then
     if not queued then
       redis.call('HSET', KEYS[1], 'w', '1')
     end
-    if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[8]) then
-      redis.call('PEXPIRE', KEYS[2], ARGV[8])
+    if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[9]) then
+      redis.call('PEXPIRE', KEYS[2], ARGV[9])
     end
   end
 end

@@ -9,10 +9,27 @@
 --   q  the fence a Redlock quorum decided (raise.lua)
 --   c  a fence floor, when raise.lua set f below what this master granted
 --   w  "1" while the queue PREFIX{NAME}:q (KEYS[2]) may hold waiters
+--   g  when the grant began, Redis TIME in ms, only when its fence is not
+--      that time in µs (granted_at below)
+--   x  exit code, d duration in ms, of the command run under the grant,
+--      when its holder told them before the grant ended (renew with them)
 -- A grant is live while t is set and e is after now. The key expires at
 -- max(e, end of the grant) + the fence retention (ARGV), so what a name
 -- keeps after its last grant is gone after the retention; after that the
 -- next fence rests on Redis's clock alone.
+--
+-- The history PREFIX{NAME}:h (KEYS[3]) is a list of the name's last grants
+-- that ended, newest first, at most hist_max of them (the script's ARGV
+-- gives it; 0 keeps none), each entry
+--   kind "\n" fence "\n" granted_ms "\n" ended_ms "\n" exit_code "\n"
+--   duration_ms "\n" by "\n" holder "\n" reason
+-- where kind is released, handed_over (released with waiters: the lease
+-- went to the queue's head), expired or broken (by whom and why); the
+-- exit code and duration are "" when the holder told none. The list
+-- expires the fence retention after its newest entry. An expiry is
+-- recorded by the first script that finds it, with the grant's own expiry
+-- as its time, and the grant's t goes then so that it is recorded once;
+-- until then a read of the history (history.lua) shows it as expired.
 --
 -- The queue is a list of waiters in arrival order, each entry
 --   wid "\n" client "\n" ttl_ms "\n" token "\n" holder "\n" metadata
@@ -34,6 +51,13 @@ local MAX_FENCE = 9007199254740991 -- 2^53 - 1: exact in JSON and JavaScript
 local now_raw = redis.call('TIME')
 local now_us = tonumber(now_raw[1]) * 1000000 + tonumber(now_raw[2])
 local now_ms = math.floor(now_us / 1000)
+
+-- The fields every writing script reads of the hash, in this order (cur).
+local FIELDS = {'t', 'e', 'f', 'h', 'm', 'q', 'w', 'c', 'g', 'x', 'd'}
+
+-- hist_max is how many ended grants the history keeps; each script that
+-- ends grants sets it from its ARGV.
+local hist_max = 0
 
 -- digits prints an integer exactly: tostring() would print 1.7e+15.
 local function digits(n)
@@ -60,27 +84,27 @@ local function next_fence(last, floor)
   return fence, digits(fence)
 end
 
--- grant makes the name's hash a new grant (cur is HMGET t e f h m q w c):
--- it overwrites t, f, e, l, sets h and m when given, and drops the old
--- grant's h, m, q and c that this one lacks.
+-- grant makes the name's hash a new grant (cur is HMGET FIELDS): it
+-- overwrites t, f, e, l, sets h and m when given (and g when the fence is
+-- not now in µs), and drops the old grant's h, m, q, c, g, x and d that
+-- this one lacks.
 local function grant(cur, token, holder, metadata, ttl, fence_digits, retention)
   local e = now_ms + tonumber(ttl)
-  local e_digits = digits(e)
-  if holder == '' and metadata == '' then
-    redis.call('HSET', KEYS[1], 't', token, 'f', fence_digits, 'e', e_digits, 'l', ttl)
-  elseif metadata == '' then
-    redis.call('HSET', KEYS[1], 't', token, 'f', fence_digits, 'e', e_digits, 'l', ttl, 'h', holder)
-  elseif holder == '' then
-    redis.call('HSET', KEYS[1], 't', token, 'f', fence_digits, 'e', e_digits, 'l', ttl, 'm', metadata)
-  else
-    redis.call('HSET', KEYS[1], 't', token, 'f', fence_digits, 'e', e_digits, 'l', ttl, 'h', holder, 'm', metadata)
-  end
-  if (cur[4] and holder == '') or (cur[5] and metadata == '') or cur[6] or cur[8] then
+  local set = {'t', token, 'f', fence_digits, 'e', digits(e), 'l', ttl}
+  if holder ~= '' then set[#set + 1] = 'h'; set[#set + 1] = holder end
+  if metadata ~= '' then set[#set + 1] = 'm'; set[#set + 1] = metadata end
+  local at = fence_digits ~= digits(now_us)
+  if at then set[#set + 1] = 'g'; set[#set + 1] = digits(now_ms) end
+  redis.call('HSET', KEYS[1], unpack(set))
+  if (cur[4] and holder == '') or (cur[5] and metadata == '') or cur[6] or cur[8] or (cur[9] and not at) or cur[10] or cur[11] then
     local stale = {}
     if cur[4] and holder == '' then stale[#stale + 1] = 'h' end
     if cur[5] and metadata == '' then stale[#stale + 1] = 'm' end
     if cur[6] then stale[#stale + 1] = 'q' end
     if cur[8] then stale[#stale + 1] = 'c' end
+    if cur[9] and not at then stale[#stale + 1] = 'g' end
+    if cur[10] then stale[#stale + 1] = 'x' end
+    if cur[11] then stale[#stale + 1] = 'd' end
     redis.call('HDEL', KEYS[1], unpack(stale))
   end
   redis.call('PEXPIREAT', KEYS[1], e + tonumber(retention))
@@ -90,9 +114,54 @@ end
 -- end_grant ends the live grant: its fields go, and the name keeps its
 -- fence (f, and c) for the retention. It returns the reply {"released"}.
 local function end_grant(retention)
-  redis.call('HDEL', KEYS[1], 't', 'e', 'l', 'h', 'm', 'q')
+  redis.call('HDEL', KEYS[1], 't', 'e', 'l', 'h', 'm', 'q', 'g', 'x', 'd')
   redis.call('PEXPIRE', KEYS[1], retention)
   return {'released'}
+end
+
+-- granted_at returns, as digits, when the grant in cur began: its g, or
+-- else its fence, which is then the grant's Redis TIME in µs.
+local function granted_at(cur)
+  return cur[9] or digits(math.floor((tonumber(cur[3]) or 0) / 1000))
+end
+
+-- record puts the end of the grant in cur (HMGET FIELDS) at the head of
+-- the history: kind, ended (ms), and by, reason, exit code and duration
+-- (nil or "" for none; the grant's own x and d when the call gives no
+-- exit code). It keeps hist_max entries, and nothing when hist_max is 0.
+local function record(cur, kind, ended, retention, by, reason, code, dur)
+  if hist_max <= 0 or not cur[1] then
+    return
+  end
+  if not code or code == '' then
+    code, dur = cur[10], cur[11]
+  end
+  local n = redis.call('LPUSH', KEYS[3], table.concat({kind, cur[3] or '', granted_at(cur), digits(ended),
+    code or '', dur or '', by or '', cur[4] or '', reason or ''}, '\n'))
+  if n > hist_max then
+    redis.call('LTRIM', KEYS[3], 0, hist_max - 1)
+  end
+  redis.call('PEXPIRE', KEYS[3], retention)
+end
+
+-- record_expiry records the grant in cur as expired, at its expiry, when it
+-- has one that has passed, and drops its token so that no later script
+-- records it again (cur[1] becomes nil); with no history kept it changes
+-- nothing. It returns nil, or, changing
+-- nothing, a message when the fence is corrupt (see next_fence), so that
+-- a script that fails on it after this has changed nothing either.
+local function record_expiry(cur, retention)
+  if hist_max <= 0 or not cur[1] or (tonumber(cur[2]) or 0) > now_ms then
+    return nil
+  end
+  local ok, err = next_fence(cur[3], cur[8])
+  if not ok then
+    return err
+  end
+  record(cur, 'expired', tonumber(cur[2]) or now_ms, retention)
+  redis.call('HDEL', KEYS[1], 't')
+  cur[1] = nil
+  return nil
 end
 
 -- announce publishes msg on channel as ARGV says ("s": SPUBLISH for a Redis

@@ -7,11 +7,13 @@
 --
 -- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
+-- KEYS[3]  the name's history, PREFIX{NAME}:h
 -- ARGV[1]  the waiter's token, or "" to take the entry out and release nothing
 --          (a Redlock's waiter, whose grants the Redlock round undoes itself)
 -- ARGV[2]  the waiter's queue entry, as acquire.lua queued it
 -- ARGV[3]  the fence retention in milliseconds
 -- ARGV[4]  how to tell a head: "p" PUBLISH, "s" SPUBLISH (Redis Cluster)
+-- ARGV[5]  how many ended grants the history keeps (0: none)
 --
 -- Replies
 --   {"left", n}         n: 1 when the entry was queued, 0 when it was not
@@ -21,8 +23,15 @@
 --   an error reply: the fence is corrupt (the entry is gone; the lease stays)
 local head = redis.call('LINDEX', KEYS[2], 0) == ARGV[2]
 local n = redis.call('LREM', KEYS[2], 1, ARGV[2])
-local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'q', 'w', 'c')
+hist_max = tonumber(ARGV[5]) or 0 -- common.lua
+local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
+if not live then
+  local err = record_expiry(cur, ARGV[3]) -- common.lua
+  if err then
+    return redis.error_reply(err)
+  end
+end
 if live and cur[1] ~= ARGV[1] then
   if head then
     local next = redis.call('LINDEX', KEYS[2], 0)
@@ -40,10 +49,12 @@ if cur[7] then
     return redis.error_reply(err)
   end
   if got and live then
+    record(cur, 'handed_over', now_ms, ARGV[3]) -- common.lua
     return {'handed', got[4], now_ms, got[1], got[2]}
   end
 end
 if not live then
   return {'left', n}
 end
+record(cur, 'released', now_ms, ARGV[3])
 return end_grant(ARGV[3]) -- common.lua

@@ -42,6 +42,21 @@ var Leave = common + leave
 //go:embed leave.lua
 var leave string
 
+// Break ends the current grant of a name whoever holds it (an operator's
+// override), records it in the name's history as broken, and hands the
+// lease to the queue's first waiter when one waits. It is common.lua
+// followed by break.lua.
+var Break = common + breakLua
+
+//go:embed break.lua
+var breakLua string
+
+// History reads a name's current grant and the ended ones its history
+// keeps, newest first, never a token.
+//
+//go:embed history.lua
+var History string
+
 // Inspect reads a lease without its token, and says whether a token matches.
 //
 //go:embed inspect.lua

@@ -31,6 +31,7 @@ var ctx = context.Background()
 const (
 	key      = "t:{n}"
 	queue    = "t:{n}:q"
+	hist     = "t:{n}:h"
 	tokA     = "token-a-0123456789"
 	tokB     = "token-b-0123456789"
 	tokC     = "token-c-0123456789"
@@ -60,14 +61,25 @@ func shape(res []any, clock ...int) []any {
 	return out
 }
 
+// acquire runs acquire.lua keeping no history; wait, when given, is
+// entry, how, the queue's least TTL and rejoin (ARGV 6, 7, 9, 10).
 func acquire(t *testing.T, rdb *redis.Client, tok, holder, meta string, ttl int, wait ...any) []any {
 	t.Helper()
-	return run(t, rdb, lua.Acquire, []string{key, queue}, append([]any{tok, holder, meta, ttl, ret}, wait...)...)
+	return run(t, rdb, lua.Acquire, []string{key, queue, hist}, append([]any{tok, holder, meta, ttl, ret}, withHist(wait, 0)...)...)
+}
+
+// withHist puts the history's length n into acquire's wait arguments,
+// after entry and how.
+func withHist(wait []any, n int) []any {
+	if len(wait) < 3 {
+		return wait
+	}
+	return append(append(slices.Clip(wait[:2]), n), wait[2:]...)
 }
 
 func release(t *testing.T, rdb *redis.Client, tok, how string) []any {
 	t.Helper()
-	return run(t, rdb, lua.Release, []string{key, queue}, tok, ret, how)
+	return run(t, rdb, lua.Release, []string{key, queue, hist}, tok, ret, how)
 }
 
 func renew(t *testing.T, rdb *redis.Client, tok string, ttl int) []any {
@@ -77,7 +89,7 @@ func renew(t *testing.T, rdb *redis.Client, tok string, ttl int) []any {
 
 func leave(t *testing.T, rdb *redis.Client, w waiter, how string) []any {
 	t.Helper()
-	return run(t, rdb, lua.Leave, []string{key, queue}, w.token, w.entry(), ret, how)
+	return run(t, rdb, lua.Leave, []string{key, queue, hist}, w.token, w.entry(), ret, how)
 }
 
 func inspect(t *testing.T, rdb *redis.Client, tok string) []any {
@@ -249,11 +261,17 @@ type state struct {
 	Hash            map[string]string
 	Queue           []string
 	HashAt, QueueAt int64
+	History         []string
+	HistoryAt       int64
 }
 
 func snapshot(t *testing.T, rdb *redis.Client) state {
 	t.Helper()
-	return state{hash(t, rdb), list(t, rdb), expiresAt(t, rdb, key), expiresAt(t, rdb, queue)}
+	h, err := rdb.LRange(ctx, hist, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state{hash(t, rdb), list(t, rdb), expiresAt(t, rdb, key), expiresAt(t, rdb, queue), h, expiresAt(t, rdb, hist)}
 }
 
 func unchanged(t *testing.T, rdb *redis.Client, what string, before state) {
@@ -277,7 +295,8 @@ func expire(t *testing.T, rdb *redis.Client) {
 }
 
 // granted is the hash of a grant made at now: the fields t f e l, h and m
-// when not empty, and extra ones.
+// when not empty, and extra ones (g, the grant's start, when its fence is
+// not Redis's clock in µs: see startedAt).
 func granted(tok string, fence, now int64, ttl int, holder, meta string, extra ...string) map[string]string {
 	h := map[string]string{"t": tok, "f": strconv.FormatInt(fence, 10), "e": strconv.FormatInt(now+int64(ttl), 10), "l": strconv.Itoa(ttl)}
 	if holder != "" {
@@ -291,6 +310,10 @@ func granted(tok string, fence, now int64, ttl int, holder, meta string, extra .
 	}
 	return h
 }
+
+// startedAt is the field g of a grant made at now whose fence is not
+// Redis's clock in µs (common.lua).
+func startedAt(now int64) []string { return []string{"g", strconv.FormatInt(now, 10)} }
 
 // checkGrant checks that the hash is want and that the key expires at its
 // e + the retention.
@@ -764,14 +787,19 @@ func TestAcquireFence(t *testing.T) {
 			} else if f != tt.want {
 				t.Errorf("got fence %d, want %d", f, tt.want)
 			}
-			// Stored as exact digits; c is gone (f now exceeds it).
-			checkGrant(t, rdb, granted(tokB, f, now, 1000, "", ""))
+			// Stored as exact digits; c is gone (f now exceeds it); g
+			// keeps the grant's start when the fence is not the clock.
+			var extra []string
+			if tt.want != 0 {
+				extra = startedAt(now)
+			}
+			checkGrant(t, rdb, granted(tokB, f, now, 1000, "", "", extra...))
 		})
 	}
 
 	t.Run("after the retention", func(t *testing.T) {
 		fresh(t, rdb)
-		r := run(t, rdb, lua.Acquire, []string{key, queue}, tokA, "", "", 20, 30)
+		r := run(t, rdb, lua.Acquire, []string{key, queue, hist}, tokA, "", "", 20, 30)
 		f0 := r[1].(int64)
 		if at := expiresAt(t, rdb, key); at != r[2].(int64)+50 {
 			t.Errorf("got the key's expiry %d, want e + retention = %d", at, r[2].(int64)+50)
@@ -804,7 +832,7 @@ func TestCorruptFence(t *testing.T) {
 	var leaving waiter
 	script := func(src string, args ...any) func() error {
 		return func() error {
-			return redis.NewScript(src).Run(ctx, rdb, []string{key, queue}, args...).Err()
+			return redis.NewScript(src).Run(ctx, rdb, []string{key, queue, hist}, args...).Err()
 		}
 	}
 	branches := []branch{
@@ -859,6 +887,36 @@ func TestCorruptFence(t *testing.T) {
 			expire(t, rdb)
 			return c, true
 		}, call: func() error { return script(lua.Leave, leaving.token, leaving.entry(), ret, "p")() }},
+		// With a history kept, an expiry found is recorded first: not
+		// when the fence is corrupt.
+		{name: "acquire an expired lease, with history", setup: func(t *testing.T) (waiter, bool) {
+			grant(t, rdb, tokA, "a", "", 5000)
+			expire(t, rdb)
+			return waiter{}, false
+		}, call: script(lua.Acquire, tokB, "", "", 1000, ret, "", "p", 20)},
+		{name: "release of an expired lease, with history", setup: func(t *testing.T) (waiter, bool) {
+			grant(t, rdb, tokA, "a", "", 5000)
+			expire(t, rdb)
+			return waiter{}, false
+		}, call: script(lua.Release, tokA, ret, "p", 20)},
+		{name: "leave after an expiry, with history", setup: func(t *testing.T) (waiter, bool) {
+			grant(t, rdb, tokA, "a", "", 5000)
+			leaving = newWaiter("l", 4000, "", "")
+			join(t, rdb, leaving, 0)
+			expire(t, rdb)
+			return waiter{}, false
+		}, call: func() error { return script(lua.Leave, leaving.token, leaving.entry(), ret, "p", 20)() }},
+		{name: "break of an expired lease, with history", setup: func(t *testing.T) (waiter, bool) {
+			grant(t, rdb, tokA, "a", "", 5000)
+			expire(t, rdb)
+			return waiter{}, false
+		}, call: script(lua.Break, "", "why", "op", ret, "p", 20)},
+		{name: "break hands over", setup: func(t *testing.T) (waiter, bool) {
+			grant(t, rdb, tokA, "a", "", 5000)
+			b := newWaiter("b", 4000, "", "")
+			join(t, rdb, b, 0)
+			return b, true
+		}, call: script(lua.Break, "", "why", "op", ret, "p", 20)},
 	}
 	for _, field := range []string{"f", "c"} {
 		for _, v := range []string{
@@ -879,9 +937,12 @@ func TestCorruptFence(t *testing.T) {
 					if err == nil || !strings.Contains(err.Error(), "not a fence below 2^53-1") || !strings.Contains(err.Error(), "nothing was changed") {
 						t.Fatalf("got %v, want an error reply about the fence", err)
 					}
-					if strings.HasPrefix(b.name, "leave of a queued") {
+					if strings.HasPrefix(b.name, "leave of a queued") || strings.HasPrefix(b.name, "leave after an expiry") {
 						// The leaving waiter's entry is gone even so.
 						before.Queue = slices.DeleteFunc(before.Queue, func(e string) bool { return e == leaving.entry() })
+						if len(before.Queue) == 0 {
+							before.QueueAt = -2
+						}
 					}
 					unchanged(t, rdb, "a refused call", before)
 					if listens {
@@ -1569,7 +1630,7 @@ func TestRaise(t *testing.T) {
 		if want := late + int64(time.Hour/time.Microsecond) + 1; f != want {
 			t.Errorf("got fence %d, want c + 1 = %d", f, want)
 		}
-		checkGrant(t, rdb, granted(tokB, f, now, 1000, "", ""))
+		checkGrant(t, rdb, granted(tokB, f, now, 1000, "", "", startedAt(now)...))
 	})
 }
 
@@ -1588,7 +1649,7 @@ func TestNothingLeftAfterRetention(t *testing.T) {
 		k := fmt.Sprintf("t:{n%d}", i)
 		q := k + ":q"
 		acq := func(tok string, wait ...any) []any {
-			return run(t, rdb, lua.Acquire, []string{k, q}, append([]any{tok, "h", "m", 1000, retention}, wait...)...)
+			return run(t, rdb, lua.Acquire, []string{k, q, k + ":h"}, append([]any{tok, "h", "m", 1000, retention}, withHist(wait, 0)...)...)
 		}
 		if r := acq(tokA); r[0] != "granted" {
 			t.Fatalf("%s: got %v, want granted", k, r)
@@ -1597,14 +1658,14 @@ func TestNothingLeftAfterRetention(t *testing.T) {
 			// A waiter joins and leaves.
 			w := newWaiter("b", 1000, "", "")
 			acq(w.token, w.entry(), "p", retention, "0")
-			run(t, rdb, lua.Leave, []string{k, q}, w.token, w.entry(), retention, "p")
+			run(t, rdb, lua.Leave, []string{k, q, k + ":h"}, w.token, w.entry(), retention, "p")
 		}
 		tok := tokA
 		if i%4 == 2 {
 			// A waiter is handed the lease, and releases it in turn.
 			w := newWaiter("b", 1000, "", "")
 			acq(w.token, w.entry(), "p", retention, "0")
-			if r := run(t, rdb, lua.Release, []string{k, q}, tokA, retention, "p"); r[0] != "handed" {
+			if r := run(t, rdb, lua.Release, []string{k, q, k + ":h"}, tokA, retention, "p"); r[0] != "handed" {
 				t.Fatalf("%s: got %v, want handed", k, r)
 			}
 			tok = w.token
@@ -1615,12 +1676,12 @@ func TestNothingLeftAfterRetention(t *testing.T) {
 			rdb.PExpire(ctx, q, retention*time.Millisecond)
 			rdb.HSet(ctx, k, "w", "1")
 		}
-		if r := run(t, rdb, lua.Release, []string{k, q}, tok, retention, "p"); r[0] != "released" {
+		if r := run(t, rdb, lua.Release, []string{k, q, k + ":h"}, tok, retention, "p"); r[0] != "released" {
 			t.Fatalf("%s: got %v, want released", k, r)
 		}
 	}
 	// One more left to expire without a release.
-	run(t, rdb, lua.Acquire, []string{"t:{x}", "t:{x}:q"}, tokA, "", "", 50, retention)
+	run(t, rdb, lua.Acquire, []string{"t:{x}", "t:{x}:q", "t:{x}:h"}, tokA, "", "", 50, retention)
 
 	var cursor uint64
 	seen := 0

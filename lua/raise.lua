@@ -21,7 +21,7 @@
 --                      higher fence decided before
 --   {"not_holder"}     the lease is gone (released or expired: the hash keeps t
 --                      after e) or held by another token; nothing changed
-local cur = redis.call('HMGET', KEYS[1], 't', 'q', 'f', 'c', 'e')
+local cur = redis.call('HMGET', KEYS[1], 't', 'q', 'f', 'c', 'e', 'g')
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 if cur[1] ~= ARGV[1] or (tonumber(cur[5]) or 0) <= now_ms then
@@ -32,9 +32,13 @@ if cur[2] and tonumber(cur[2]) > tonumber(d) then
   d = cur[2]
 end
 local f = tonumber(d)
+local set = {'f', d, 'q', d}
 if cur[3] and tonumber(cur[3]) > f and not (cur[4] and tonumber(cur[4]) >= tonumber(cur[3])) then
-  redis.call('HSET', KEYS[1], 'f', d, 'q', d, 'c', cur[3])
-else
-  redis.call('HSET', KEYS[1], 'f', d, 'q', d)
+  set[#set + 1] = 'c'; set[#set + 1] = cur[3]
 end
+if not cur[6] and cur[3] and cur[3] ~= d then
+  -- The grant's start was its fence in µs (see common.lua's g): keep it.
+  set[#set + 1] = 'g'; set[#set + 1] = string.format('%.0f', math.floor(tonumber(cur[3]) / 1000))
+end
+redis.call('HSET', KEYS[1], unpack(set))
 return {'raised', f}

@@ -5,9 +5,16 @@
 --
 -- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
+-- KEYS[3]  the name's history, PREFIX{NAME}:h
 -- ARGV[1]  token of the caller
 -- ARGV[2]  the fence retention in milliseconds
 -- ARGV[3]  how to tell the head: "p" PUBLISH, "s" SPUBLISH (Redis Cluster)
+-- ARGV[4]  how many ended grants the history keeps (0: none)
+-- ARGV[5]  the exit code of the command run under the lease, "" for none
+-- ARGV[6]  how long that command ran, in ms, "" for none
+--
+-- The grant ended goes into the history: released, or handed_over when a
+-- waiter got the lease; a grant found expired, as expired.
 --
 -- Replies
 --   {"released"}                                    ended; nobody waited
@@ -18,10 +25,17 @@
 --                                                   lease that expired with waiters
 --                                                   goes to the head now
 --   an error reply, nothing changed: the fence is corrupt (only when handing over)
-local cur = redis.call('HMGET', KEYS[1], 't', 'e', 'f', 'h', 'm', 'q', 'w', 'c')
+hist_max = tonumber(ARGV[4]) or 0 -- common.lua
+local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
 if live and cur[1] ~= ARGV[1] then
   return {'not_holder', cur[4] or '', tonumber(cur[3]), tonumber(cur[2]) - now_ms, now_ms}
+end
+if not live then
+  local err = record_expiry(cur, ARGV[2]) -- common.lua
+  if err then
+    return redis.error_reply(err)
+  end
 end
 if cur[7] then
   local got, err = hand_over(cur, ARGV[3], ARGV[2]) -- common.lua
@@ -32,9 +46,11 @@ if cur[7] then
     return {'not_found'}
   end
   if got then
+    record(cur, 'handed_over', now_ms, ARGV[2], '', '', ARGV[5], ARGV[6]) -- common.lua
     return {'handed', got[4], now_ms, got[1], got[2]}
   end
 elseif not live then
   return {'not_found'}
 end
+record(cur, 'released', now_ms, ARGV[2], '', '', ARGV[5], ARGV[6])
 return end_grant(ARGV[2]) -- common.lua

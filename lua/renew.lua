@@ -5,6 +5,9 @@
 -- ARGV[2]  new ttl in milliseconds, or "0" to reuse the TTL of the grant's most
 --          recent acquire or renew
 -- ARGV[3]  the fence retention in milliseconds
+-- ARGV[4]  optional: the exit code of the command run under the lease, kept
+--          for the history (x) when the grant ends; "" or absent for none
+-- ARGV[5]  optional, with ARGV[4]: how long the command ran, in ms (d)
 --
 -- Replies
 --   {"renewed", fence, ttl_ms, now_ms, holder, metadata}
@@ -18,14 +21,16 @@ if cur[1] ~= ARGV[1] then
   return {'not_holder', cur[4] or '', tonumber(cur[3]), tonumber(cur[2]) - now_ms, now_ms}
 end
 local ttl = ARGV[2]
-local e
 if ttl == '0' then
   ttl = cur[6]
-  e = now_ms + tonumber(ttl)
-  redis.call('HSET', KEYS[1], 'e', digits(e)) -- common.lua
-else
-  e = now_ms + tonumber(ttl)
-  redis.call('HSET', KEYS[1], 'e', digits(e), 'l', ttl)
 end
+local e = now_ms + tonumber(ttl)
+local set = {'e', digits(e)} -- common.lua
+if ARGV[2] ~= '0' then set[#set + 1] = 'l'; set[#set + 1] = ttl end
+if (ARGV[4] or '') ~= '' then
+  set[#set + 1] = 'x'; set[#set + 1] = ARGV[4]
+  set[#set + 1] = 'd'; set[#set + 1] = ARGV[5] or ''
+end
+redis.call('HSET', KEYS[1], unpack(set))
 redis.call('PEXPIREAT', KEYS[1], e + tonumber(ARGV[3]))
 return {'renewed', tonumber(cur[3]), tonumber(ttl), now_ms, cur[4] or '', cur[5] or ''}
