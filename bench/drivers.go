@@ -111,7 +111,16 @@ func openSDK(opts *lease.Options) opener {
 		return &driver{
 			worker: func() cycleFunc { return cycle },
 			sent:   sent,
-			close:  func() { c.Close(); rdb.Close() },
+			close: func() {
+				// A waiter whose wait the window's end cut short leaves
+				// the queue in the background: let it, before the
+				// Redis client goes.
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				c.Settle(sctx)
+				cancel()
+				c.Close()
+				rdb.Close()
+			},
 		}, nil
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // testHookAttempted, when set by a test, runs after every attempt of a
@@ -205,7 +207,9 @@ func (c *Client) leaveLater(name string, w *waiter, after <-chan struct{}) {
 			ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 			err := c.leave(ctx, name, w)
 			cancel()
-			if !retryable(err) {
+			if !retryable(err) || errors.Is(err, redis.ErrClosed) {
+				// Done, or never: a closed Redis client answers nothing
+				// again, and its entry goes with the queue's key.
 				return
 			}
 		}
