@@ -59,11 +59,13 @@ import (
 // Scripts, compiled once. They run with EVALSHA and fall back to EVAL on
 // NOSCRIPT, so a restart, failover or SCRIPT FLUSH heals itself.
 var (
-	acquireScript = newScript(lua.Acquire, 2)
+	acquireScript = newScript(lua.Acquire, 3)
 	renewScript   = newScript(lua.Renew, 1)
-	releaseScript = newScript(lua.Release, 2)
-	leaveScript   = newScript(lua.Leave, 2)
+	releaseScript = newScript(lua.Release, 3)
+	leaveScript   = newScript(lua.Leave, 3)
 	inspectScript = newScript(lua.Inspect, 2)
+	breakScript   = newScript(lua.Break, 3)
+	historyScript = newScript(lua.History, 2)
 )
 
 // Lease is one grant of a name. Token is set only for the acquirer (Acquire
@@ -189,6 +191,12 @@ type Options struct {
 	//
 	// Deprecated: set NoAutoPipeline to turn it off.
 	AutoPipeline bool
+	// History is how many ended grants each name keeps in its history
+	// (see Client.History): who held it, with which fence, from when to
+	// when, and how it ended. Default DefaultHistory (20); negative keeps
+	// none, and the scripts then write nothing for it; at most MaxHistory.
+	// The history expires with the fence retention.
+	History int
 	// RestartDelay is, for a Redlock, how long a master that restarted does
 	// not count toward grants, so that the grants it forgot (a master without
 	// persistence loses them) expire first; see Redlock. Default MaxTTL plus
@@ -197,6 +205,12 @@ type Options struct {
 	// ignores it.
 	RestartDelay time.Duration
 }
+
+// History lengths: the default of Options.History, and its bound.
+const (
+	DefaultHistory = 20
+	MaxHistory     = 1000
+)
 
 // DefaultMaxWait is the longest wait unless Options.MaxWait says otherwise.
 const DefaultMaxWait = 5 * time.Minute
@@ -213,8 +227,11 @@ type Client struct {
 	maxWait time.Duration
 	// retention is the fence retention in ms, boxed once for the scripts.
 	retention any
-	sharded   bool        // Redis Cluster: announce with SPUBLISH
-	sub       *subscriber // waiters' subscriptions to their hand-overs
+	// hist is how many ended grants a name's history keeps (0: none),
+	// boxed once for the scripts.
+	hist    any
+	sharded bool        // Redis Cluster: announce with SPUBLISH
+	sub     *subscriber // waiters' subscriptions to their hand-overs
 	// announce is the scripts' "how to tell a waiter", boxed once: "s"
 	// (SPUBLISH) when sharded, else "p" (PUBLISH).
 	announce any
@@ -256,6 +273,11 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 		}
 	}
 	c.noAP = opts != nil && opts.NoAutoPipeline
+	hist := DefaultHistory
+	if opts != nil && opts.History != 0 {
+		hist = min(max(opts.History, 0), MaxHistory)
+	}
+	c.hist = hist
 	c.retention = max(retention, c.maxTTL).Milliseconds()
 	_, c.sharded = rdb.(*redis.ClusterClient)
 	c.deadlines = honoursDeadlines(rdb)
@@ -310,7 +332,7 @@ func (c *Client) LoadScripts(ctx context.Context) error {
 }
 
 func (c *Client) loadScripts(ctx context.Context) error {
-	for _, s := range []*script{acquireScript, renewScript, releaseScript, leaveScript, inspectScript, raiseScript} {
+	for _, s := range []*script{acquireScript, renewScript, releaseScript, leaveScript, inspectScript, raiseScript, breakScript, historyScript} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return c.backendErr("load scripts", false, err)
 		}
@@ -320,7 +342,7 @@ func (c *Client) loadScripts(ctx context.Context) error {
 
 // Ping checks that Redis answers and that the scripts are loaded.
 func (c *Client) Ping(ctx context.Context) error {
-	shas := []string{acquireScript.Hash(), renewScript.Hash(), releaseScript.Hash(), leaveScript.Hash(), inspectScript.Hash(), raiseScript.Hash()}
+	shas := []string{acquireScript.Hash(), renewScript.Hash(), releaseScript.Hash(), leaveScript.Hash(), inspectScript.Hash(), raiseScript.Hash(), breakScript.Hash(), historyScript.Hash()}
 	loaded, err := boundedCall(ctx, func() ([]bool, error) { return c.rdb.ScriptExists(ctx, shas...).Result() })
 	if err != nil {
 		return c.backendErr("ping", false, err)
@@ -335,11 +357,13 @@ func (c *Client) Ping(ctx context.Context) error {
 
 func (c *Client) key(name string) string { return c.prefix + "{" + name + "}" }
 
-// keys returns the keys of name's hash and of its queue, made in one
-// allocation: the hash's key is the queue's without its suffix.
-func (c *Client) keys(name string) (key, queue string) {
+// keys returns the keys of name's hash, of its queue and of its history.
+// The hash's key is the queue's without its suffix (one allocation for
+// both).
+func (c *Client) keys(name string) (key, queue, hist string) {
 	queue = c.prefix + "{" + name + "}:q"
-	return queue[:len(queue)-len(":q")], queue
+	key = queue[:len(queue)-len(":q")]
+	return key, queue, key + ":h"
 }
 
 // channel is the pub/sub channel on which a hand-over of name to one of
@@ -425,12 +449,12 @@ func (c *Client) checkAcquire(name string, o *AcquireOptions) error {
 // in the queue, 0 the head.
 func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions, w *waiter) (l *Lease, position int64, err error) {
 	ttl := o.TTL.Milliseconds()
-	key, queue := c.keys(name)
+	key, queue, hist := c.keys(name)
 	sent := time.Now()
 	if w != nil && !w.attempted {
 		w.sending(sent)
 	}
-	res, err := c.runAcquire(ctx, key, queue, o, w)
+	res, err := c.runAcquire(ctx, key, queue, hist, o, w)
 	if err != nil {
 		return nil, -1, c.backendErr("acquire", true, err)
 	}
@@ -456,18 +480,18 @@ func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions,
 // queues it when the lease is held, or keeps it in its place when it
 // attempted before. Without, it does not queue, but a hand-over the call
 // makes is told the right way (SPUBLISH in a Cluster).
-func (c *Client) runAcquire(ctx context.Context, key, queue string, o *AcquireOptions, w *waiter) ([]any, error) {
+func (c *Client) runAcquire(ctx context.Context, key, queue, hist string, o *AcquireOptions, w *waiter) ([]any, error) {
 	ttl := o.TTL.Milliseconds()
 	if w == nil {
-		return c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce)
+		return c.run(ctx, acquireScript, key, queue, hist, o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce, c.hist)
 	}
 	rejoin := "0"
 	if w.attempted {
 		rejoin = "1"
 	}
 	w.attempted = true
-	return c.run(ctx, acquireScript, key, queue, o.Token, o.Holder, o.Metadata, ttl, c.retention,
-		w.entry, c.announce, (o.Wait + queueSlack).Milliseconds(), rejoin)
+	return c.run(ctx, acquireScript, key, queue, hist, o.Token, o.Holder, o.Metadata, ttl, c.retention,
+		w.entry, c.announce, c.hist, (o.Wait + queueSlack).Milliseconds(), rejoin)
 }
 
 // queueSlack is how much longer than its wait a waiter's queue entry may
@@ -479,6 +503,10 @@ const queueSlack = time.Minute
 // of the grant's most recent acquire or renew). A *NotHolderError or
 // *NotFoundError means the caller has lost the lease.
 func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duration) (*Lease, error) {
+	return c.renew(ctx, name, token, ttl, nil)
+}
+
+func (c *Client) renew(ctx context.Context, name, token string, ttl time.Duration, o *Outcome) (*Lease, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -491,7 +519,14 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 		}
 	}
 	sent := time.Now()
-	res, err := c.run(ctx, renewScript, c.key(name), token, ttl.Milliseconds(), c.retention)
+	var res []any
+	var err error
+	if o == nil {
+		res, err = c.run(ctx, renewScript, c.key(name), token, ttl.Milliseconds(), c.retention)
+	} else {
+		code, dur := outcomeArgs(o)
+		res, err = c.run(ctx, renewScript, c.key(name), token, ttl.Milliseconds(), c.retention, code, dur)
+	}
 	if err != nil {
 		return nil, c.backendErr("renew", true, err)
 	}
@@ -517,14 +552,19 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 // told. It never removes another holder's lease: that is a
 // *NotHolderError.
 func (c *Client) Release(ctx context.Context, name, token string) error {
+	return c.release(ctx, name, token, nil)
+}
+
+func (c *Client) release(ctx context.Context, name, token string, o *Outcome) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
 	if err := ValidateToken(token); err != nil {
 		return err
 	}
-	key, queue := c.keys(name)
-	res, err := c.run(ctx, releaseScript, key, queue, token, c.retention, c.announce)
+	key, queue, hist := c.keys(name)
+	code, dur := outcomeArgs(o)
+	res, err := c.run(ctx, releaseScript, key, queue, hist, token, c.retention, c.announce, c.hist, code, dur)
 	if err != nil {
 		return c.backendErr("release", true, err)
 	}
@@ -565,8 +605,8 @@ func (c *Client) leave(ctx context.Context, name string, w *waiter) error {
 		// token, releases a lease handed to it).
 		token = ""
 	}
-	key, queue := c.keys(name)
-	res, err := c.run(ctx, leaveScript, key, queue, token, w.entry, c.retention, c.announce)
+	key, queue, hist := c.keys(name)
+	res, err := c.run(ctx, leaveScript, key, queue, hist, token, w.entry, c.retention, c.announce, c.hist)
 	if err != nil {
 		return c.backendErr("leave", true, err)
 	}
@@ -635,7 +675,7 @@ func checkVerify(name string, proof Proof) error {
 }
 
 func (c *Client) inspect(ctx context.Context, name, token string) (*Lease, bool, error) {
-	key, queue := c.keys(name)
+	key, queue, _ := c.keys(name)
 	res, err := c.run(ctx, inspectScript, key, queue, token)
 	if err != nil {
 		return nil, false, c.backendErr("get", false, err)

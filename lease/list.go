@@ -135,7 +135,7 @@ func (c *Client) inspectMany(ctx context.Context, names []string) ([]*redis.Cmd,
 	for attempt := 0; ; attempt++ {
 		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, n := range names {
-				key, queue := c.keys(n)
+				key, queue, _ := c.keys(n)
 				cmds[i] = inspectScript.EvalSha(ctx, p, []string{key, queue}, "")
 			}
 			return nil

@@ -686,8 +686,8 @@ type grant struct {
 // Redlock needs to undo only what it made.
 func (c *Client) grant(ctx context.Context, name string, o *AcquireOptions, w *waiter) (grant, error) {
 	ttl := o.TTL.Milliseconds()
-	key, queue := c.keys(name)
-	res, err := c.runAcquire(ctx, key, queue, o, w)
+	key, queue, hist := c.keys(name)
+	res, err := c.runAcquire(ctx, key, queue, hist, o, w)
 	if err != nil {
 		return grant{}, c.backendErr("acquire", true, err)
 	}
@@ -762,12 +762,25 @@ func firstCtxErr(errs []error) error {
 // the grant's own, the one Acquire returned (see fenceOf), and masters of
 // the quorum that carry another one are set to it.
 func (r *Redlock) Renew(ctx context.Context, name, token string, ttl time.Duration) (*Lease, error) {
+	return r.renew(ctx, name, token, ttl, nil)
+}
+
+// RenewWith is Renew, and keeps o for the history's record of the grant on
+// every master it renews (see Client.RenewWith).
+func (r *Redlock) RenewWith(ctx context.Context, name, token string, ttl time.Duration, o *Outcome) (*Lease, error) {
+	if err := checkOutcome(o); err != nil {
+		return nil, err
+	}
+	return r.renew(ctx, name, token, ttl, o)
+}
+
+func (r *Redlock) renew(ctx context.Context, name, token string, ttl time.Duration, o *Outcome) (*Lease, error) {
 	start := time.Now()
 	cctx := ctx
 	ctx, cancel := roundContext(ctx, ttl)
 	defer cancel()
 	ls, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (*Lease, error) {
-		return c.Renew(ctx, name, token, ttl)
+		return c.renew(ctx, name, token, ttl, o)
 	})
 	errs = r.outOfRound(cctx, "renew", errs)
 	if err := invalidOf(errs); err != nil {
@@ -848,8 +861,21 @@ func (r *Redlock) lostErr(op, name string, errs []error) error {
 
 // Release deletes the lease on every master that has it for token.
 func (r *Redlock) Release(ctx context.Context, name, token string) error {
+	return r.release(ctx, name, token, nil)
+}
+
+// ReleaseWith is Release, and puts o into the history's record of the
+// grant on every master (see Client.ReleaseWith).
+func (r *Redlock) ReleaseWith(ctx context.Context, name, token string, o *Outcome) error {
+	if err := checkOutcome(o); err != nil {
+		return err
+	}
+	return r.release(ctx, name, token, o)
+}
+
+func (r *Redlock) release(ctx context.Context, name, token string, o *Outcome) error {
 	_, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (struct{}, error) {
-		return struct{}{}, c.Release(ctx, name, token)
+		return struct{}{}, c.release(ctx, name, token, o)
 	})
 	if err := invalidOf(errs); err != nil {
 		return err
@@ -1060,4 +1086,77 @@ func invalidOf(errs []error) error {
 		}
 	}
 	return nil
+}
+
+// Break ends the current grant on every master that answers (see
+// Client.Break): the masters that had no live grant count as not found. It
+// answers the broken grant's record with the highest fence, *NotHolderError
+// when opts.Fence is given and no master had that grant but one had
+// another, *NotFoundError when no master had a live grant, or a
+// *BackendError when no master answered.
+func (r *Redlock) Break(ctx context.Context, name string, opts *BreakOptions) (*Record, error) {
+	var o BreakOptions
+	if opts != nil {
+		o = *opts
+	}
+	if err := checkBreak(name, &o); err != nil {
+		return nil, err
+	}
+	recs, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (*Record, error) {
+		return c.Break(ctx, name, &o)
+	})
+	var best *Record
+	var nh *NotHolderError
+	var other []error
+	for i, rec := range recs {
+		var e *NotHolderError
+		switch err := errs[i]; {
+		case err == nil:
+			if best == nil || rec.Fence > best.Fence {
+				best = rec
+			}
+		case errors.As(err, &e):
+			nh = e
+		case errors.Is(err, ErrNotFound):
+		default:
+			other = append(other, err)
+		}
+	}
+	switch {
+	case best != nil:
+		return best, nil
+	case nh != nil:
+		return nil, nh
+	case len(other) == len(r.nodes):
+		if ctxErr := firstCtxErr(other); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, &BackendError{Op: "break", MayHaveApplied: true, Err: errors.Join(other...)}
+	}
+	return nil, &NotFoundError{Name: name}
+}
+
+// History answers the name's history as the master that answers with the
+// longest one keeps it (each master keeps its own; they differ only by
+// the grants a master missed). See Client.History.
+func (r *Redlock) History(ctx context.Context, name string, limit int) ([]Record, error) {
+	hs, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) ([]Record, error) {
+		return c.History(ctx, name, limit)
+	})
+	if err := invalidOf(errs); err != nil {
+		return nil, err
+	}
+	best := -1
+	for i, h := range hs {
+		if errs[i] == nil && (best < 0 || len(h) > len(hs[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		if ctxErr := firstCtxErr(errs); ctxErr != nil {
+			return nil, ctxErr
+		}
+		return nil, &BackendError{Op: "history", Err: errors.Join(errs...)}
+	}
+	return hs[best], nil
 }
