@@ -5,10 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/leasehold/leasehold/lease"
@@ -71,8 +67,8 @@ func (c *runCmd) Run(e *env) error {
 			return usageErr(fmt.Errorf("--hold: %w", errors.Unwrap(err)))
 		}
 	}
-	if killAfter, err = time.ParseDuration(c.KillAfter); err != nil || killAfter < 0 {
-		return usageErr(fmt.Errorf("--kill-after %q: give a duration with a unit, like 10s", c.KillAfter))
+	if killAfter, err = parseKillAfter(c.KillAfter); err != nil {
+		return err
 	}
 	holder := c.Holder
 	if holder == "" {
@@ -87,22 +83,16 @@ func (c *runCmd) Run(e *env) error {
 		return exitFor(err, c.ConflictExit)
 	}
 
-	// Signals are ours from the start, so one that comes while we wait for
-	// the lease stops the wait instead of killing us with the lease half-taken.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	sigs, stopSignals := catchSignals()
+	defer stopSignals()
 
 	l, sent, granted, sig, err := c.acquire(e.ctx, lc, sigs, lease.AcquireOptions{TTL: ttl, Holder: holder, Metadata: c.Metadata}, wait)
 	if sig != nil {
 		if l != nil {
-			rctx, cancel := withoutCancel(e.ctx, ttl)
-			lc.Release(rctx, l.Name, l.Token)
-			cancel()
+			releaseAfter(e.ctx, lc, l, ttl)
 		}
 		settle(lc, e.stderr, min(ttl, 10*time.Second)) // a grant the cut-short acquire may have made
-
-		return &exitError{code: 128 + int(sig.(syscall.Signal)), err: fmt.Errorf("got %s while waiting for %q: not running the command", sig, c.Name)}
+		return signalExit(sig, "waiting for", c.Name)
 	}
 	if err != nil {
 		settle(lc, e.stderr, min(ttl, 10*time.Second))
@@ -112,70 +102,25 @@ func (c *runCmd) Run(e *env) error {
 		return exitFor(err, c.ConflictExit)
 	}
 
-	cmd := exec.Command(c.Command[0], c.Command[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
-	cmd.Env = append(os.Environ(),
-		"LEASE_NAME="+l.Name, "LEASE_TOKEN="+l.Token, "LEASE_FENCE="+strconv.FormatInt(l.Fence, 10))
-	// Its own process group, so that on loss the whole tree gets the signal;
-	// on a terminal, the foreground group, so that it can read the terminal.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if tty := terminal(); tty >= 0 {
-		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, tty
-		defer takeBackTerminal(tty)
+	ch, err := startChild(e, c.Command, l)
+	if err != nil {
+		releaseAfter(e.ctx, lc, l, ttl)
+		return err
 	}
-	if err := cmd.Start(); err != nil {
-		rctx, cancel := withoutCancel(e.ctx, ttl)
-		lc.Release(rctx, l.Name, l.Token)
-		cancel()
-		code := 127 // as sh does for a command not found
-		if errors.Is(err, os.ErrPermission) {
-			code = 126
-		}
-		return &exitError{code: code, err: fmt.Errorf("cannot run %s: %v", c.Command[0], err)}
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-
 	k := lease.Keep(e.ctx, lc, l, &lease.KeeperOptions{TTL: ttl, Sent: sent})
-	var lost error
-	var kill <-chan time.Time
-	keeping := k.Done() // nil once the loss is handled: a closed channel would spin the loop
-	group := -cmd.Process.Pid
-	for done := false; !done; {
-		select {
-		case <-exited:
-			done = true
-		case s := <-sigs:
-			syscall.Kill(group, s.(syscall.Signal))
-		case <-keeping:
-			keeping = nil
-			lost = k.Err()
-			fmt.Fprintf(e.stderr, "leasehold: %v\nleasehold: sending SIGTERM to the command, SIGKILL in %s if it is still running\n", lost, killAfter)
-			syscall.Kill(group, syscall.SIGTERM)
-			kill = time.After(killAfter)
-		case <-kill:
-			fmt.Fprintf(e.stderr, "leasehold: the command outlived --kill-after %s: sending SIGKILL\n", killAfter)
-			syscall.Kill(group, syscall.SIGKILL)
-			kill = nil
-		}
-	}
-	k.Stop()
-	if lost == nil && errors.Is(k.Err(), lease.ErrLost) { // lost just as the command ended
-		lost = k.Err()
-	}
-	if lost != nil {
+	if lost := ch.supervise(e, sigs, k, killAfter); lost != nil {
 		return &exitError{code: exitLost, err: fmt.Errorf("the lease was lost while the command ran; exit 76")}
 	}
 	fctx, cancel := withoutCancel(e.ctx, ttl)
 	defer cancel()
 	keep := hold
-	if exitCode(cmd.ProcessState) != 0 && !c.HoldOnFailure {
+	if ch.exitCode() != 0 && !c.HoldOnFailure {
 		keep = 0 // released at once: a failed job may run again in the same period
 	}
 	if err := lease.Finish(fctx, lc, k.Lease(), granted, keep); err != nil {
 		fmt.Fprintf(e.stderr, "leasehold: after the command: %v\n", err)
 	}
-	if code := exitCode(cmd.ProcessState); code != 0 {
+	if code := ch.exitCode(); code != 0 {
 		return &exitError{code: code}
 	}
 	return nil
@@ -189,34 +134,14 @@ func (c *runCmd) Run(e *env) error {
 func (c *runCmd) acquire(ctx context.Context, lc lease.Interface, sigs <-chan os.Signal, o lease.AcquireOptions, w waitFlag) (l *lease.Lease, sent, granted time.Time, sig os.Signal, err error) {
 	sent = time.Now()
 	actx, cancel := context.WithCancel(ctx)
-	type result struct {
-		l   *lease.Lease
-		err error
+	defer cancel()
+	sig = untilSignal(sigs, cancel, func() { l, err = acquireWaiting(actx, lc, c.Name, o, w) })
+	if sig != nil {
+		return l, sent, sent, sig, nil
 	}
-	res := make(chan result, 1)
-	go func() {
-		l, err := acquireWaiting(actx, lc, c.Name, o, w)
-		res <- result{l, err}
-	}()
-	select {
-	case r := <-res:
-		cancel()
-		granted = time.Now()
-		if w.d > 0 || w.forever {
-			sent = granted
-		}
-		return r.l, sent, granted, nil, r.err
-	case s := <-sigs:
-		cancel()
-		r := <-res
-		return r.l, sent, sent, s, nil
+	granted = time.Now()
+	if w.d > 0 || w.forever {
+		sent = granted
 	}
-}
-
-// exitCode is the child's exit code, 128+N when signal N ended it (as a shell says).
-func exitCode(ps *os.ProcessState) int {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ps.ExitCode()
+	return l, sent, granted, nil, err
 }
