@@ -50,13 +50,26 @@ func signalExit(sig os.Signal, what, name string) error {
 		err: fmt.Errorf("got %s while %s %q: not running the command", sig, what, name)}
 }
 
-// parseKillAfter is --kill-after.
-func parseKillAfter(s string) (time.Duration, error) {
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, usageErr(fmt.Errorf("--kill-after %q: give a duration with a unit, like 10s", s))
+// commandFlags are what run and elect take alike: the command, after NAME
+// and --, and how it is stopped when the lease is lost.
+type commandFlags struct {
+	Command   []string `arg:"" optional:"" help:"The command and its arguments, after --." placeholder:"-- COMMAND [ARGS...]"`
+	KillAfter string   `help:"After SIGTERM on losing the lease, SIGKILL the command this much later." default:"10s"`
+}
+
+// parse checks the command (noCommand says how to give one), ttlFlag (--ttl)
+// and --kill-after.
+func (f *commandFlags) parse(noCommand error, ttlFlag string) (ttl, killAfter time.Duration, err error) {
+	if len(f.Command) == 0 {
+		return 0, 0, usageErr(noCommand)
 	}
-	return d, nil
+	if ttl, err = parseTTL(ttlFlag); err != nil {
+		return 0, 0, err
+	}
+	if killAfter, err = time.ParseDuration(f.KillAfter); err != nil || killAfter < 0 {
+		return 0, 0, usageErr(fmt.Errorf("--kill-after %q: give a duration with a unit, like 10s", f.KillAfter))
+	}
+	return ttl, killAfter, nil
 }
 
 // child is a command run while the lease l is held: in its own process

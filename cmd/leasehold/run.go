@@ -12,17 +12,16 @@ import (
 
 type runCmd struct {
 	connFlags
-	Name          string   `arg:"" help:"Lease name."`
-	Command       []string `arg:"" optional:"" help:"The command and its arguments, after --." placeholder:"-- COMMAND [ARGS...]"`
-	TTL           string   `help:"Time to live of the lease; it is renewed about every ttl/3." default:"30s"`
-	Holder        string   `help:"Public label of who holds it (default: hostname)."`
-	Metadata      string   `help:"A string returned by reads of the lease."`
-	Wait          string   `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0"`
-	Hold          string   `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew); at most the server's --max-ttl." default:"0"`
-	HoldOnFailure bool     `name:"hold-on-failure" negatable:"" default:"true" help:"Keep --hold also when the command fails (exits non-zero); --no-hold-on-failure releases the lease at once then, so a failed job can run again in the same period."`
-	KillAfter     string   `help:"After SIGTERM on losing the lease, SIGKILL the command this much later." default:"10s"`
-	ConflictExit  int      `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75"`
-	Quiet         bool     `short:"q" help:"Say nothing when the lease is held by another (for cron, which mails any output)."`
+	Name          string `arg:"" help:"Lease name."`
+	TTL           string `help:"Time to live of the lease; it is renewed about every ttl/3." default:"30s"`
+	Holder        string `help:"Public label of who holds it (default: hostname)."`
+	Metadata      string `help:"A string returned by reads of the lease."`
+	Wait          string `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0"`
+	Hold          string `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew); at most the server's --max-ttl." default:"0"`
+	HoldOnFailure bool   `name:"hold-on-failure" negatable:"" default:"true" help:"Keep --hold also when the command fails (exits non-zero); --no-hold-on-failure releases the lease at once then, so a failed job can run again in the same period."`
+	ConflictExit  int    `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75"`
+	Quiet         bool   `short:"q" help:"Say nothing when the lease is held by another (for cron, which mails any output)."`
+	commandFlags
 }
 
 func (c *runCmd) Help() string {
@@ -50,10 +49,7 @@ Examples:
 var errNoCommand = errors.New("give the command to run after --, as in: leasehold run NAME -- COMMAND [ARGS...]")
 
 func (c *runCmd) Run(e *env) error {
-	if len(c.Command) == 0 {
-		return usageErr(errNoCommand)
-	}
-	ttl, err := parseTTL(c.TTL)
+	ttl, killAfter, err := c.parse(errNoCommand, c.TTL)
 	if err != nil {
 		return err
 	}
@@ -61,14 +57,11 @@ func (c *runCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	var hold, killAfter time.Duration
+	var hold time.Duration
 	if d, perr := time.ParseDuration(c.Hold); c.Hold != "0" && (perr != nil || d != 0) {
 		if hold, err = parseTTL(c.Hold); err != nil {
 			return usageErr(fmt.Errorf("--hold: %w", errors.Unwrap(err)))
 		}
-	}
-	if killAfter, err = parseKillAfter(c.KillAfter); err != nil {
-		return err
 	}
 	holder := c.Holder
 	if holder == "" {
