@@ -158,9 +158,11 @@ func TestRunAndElectStopTheCommandWhenTheLeaseIsStolen(t *testing.T) {
 		}, ""},
 		{"taken-and-TERM-ignored", func(t *testing.T, n string) {
 			rdb(t).Del(bg, "leasehold:{"+n+"}")
-			if _, err := client(t).Acquire(bg, n, &lease.AcquireOptions{TTL: time.Minute, Holder: "thief"}); err != nil {
+			thief, err := client(t).Acquire(bg, n, &lease.AcquireOptions{TTL: time.Minute, Holder: "thief"})
+			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { client(t).Release(bg, n, thief.Token) }) // for the next -count
 		}, `trap "" TERM;`},
 	}
 	for _, cmd := range []string{"run", "elect"} {
@@ -261,6 +263,7 @@ func sigtermWhileHeld(t *testing.T, n, cmd string, args ...string) (result, *lea
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { client(t).Release(bg, n, other.Token) }) // for the next -count
 	s := startLH(t, slices.Concat([]string{cmd, n}, args, []string{"--redis", srv.URL(), "--", "sh", "-c", "echo ran > " + dir + "/ran"})...)
 	time.Sleep(300 * time.Millisecond) // let it start waiting; a signal before that must work too
 	sent := time.Now()
