@@ -380,13 +380,18 @@ Examples:
   leasehold get deploy >/dev/null 2>&1 && echo "someone is deploying"`
 }
 
-func (c *getCmd) Run(e *env) error {
-	lc, closeFn, err := c.connect()
+// getLease reads the lease name through the transport the flags choose.
+func (f *connFlags) getLease(ctx context.Context, name string) (*lease.Lease, error) {
+	lc, closeFn, err := f.connect()
 	if err != nil {
-		return exitFor(err, exitConflict)
+		return nil, err
 	}
 	defer closeFn()
-	l, err := lc.Get(e.ctx, c.Name)
+	return lc.Get(ctx, name)
+}
+
+func (c *getCmd) Run(e *env) error {
+	l, err := c.getLease(e.ctx, c.Name)
 	if err != nil {
 		return exitFor(err, exitConflict)
 	}

@@ -197,7 +197,7 @@ func TestExitCodes(t *testing.T) {
 		{"renew without token", []string{"renew", "x"}, 64, "--token"},
 		{"renew --token with no value", []string{"renew", "x", "--redis", srv.URL(), "--token"}, 64, "--token is empty"},
 		{"release --token that is no token", []string{"release", "x", "--token", "short"}, 64, "--token:"},
-		{"flag before the command", []string{"--ttl", "5s", "acquire", "x"}, 64, "--ttl is a flag of acquire, renew, run: put it after the command"},
+		{"flag before the command", []string{"--ttl", "5s", "acquire", "x"}, 64, "--ttl is a flag of acquire, renew, run, elect: put it after the command"},
 		{"unknown flag before the command", []string{"--bogus", "acquire", "x"}, 64, "unknown flag --bogus"},
 		{"redis down", []string{"acquire", "x", "--redis", down}, 69, "unavailable"},
 		{"redis down on get", []string{"get", "x", "--redis", down}, 69, "unavailable"},
@@ -283,7 +283,7 @@ func TestTokenComesFromLEASE_TOKEN(t *testing.T) {
 }
 
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {
-	for _, c := range []string{"serve", "acquire", "renew", "release", "get", "list", "run", "health"} {
+	for _, c := range []string{"serve", "acquire", "renew", "release", "get", "list", "run", "elect", "leader", "health"} {
 		r := lh(t, c, "--help")
 		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "leasehold "+c) {
 			t.Errorf("leasehold %s --help: exit %d, want help with examples; got %q", c, r.code, r.stdout)
@@ -407,7 +407,7 @@ func TestNoArgumentsListsEveryCommand(t *testing.T) {
 	if r.code != 64 || r.stdout != "" {
 		t.Errorf("got exit %d, stdout %q; want 64 and nothing on stdout", r.code, r.stdout)
 	}
-	for _, cmd := range []string{"serve", "acquire", "renew", "release", "get", "list", "run <name>", "give a command"} {
+	for _, cmd := range []string{"serve", "acquire", "renew", "release", "get", "list", "run <name>", "elect <name>", "leader <name>", "give a command"} {
 		if !strings.Contains(r.stderr, cmd) {
 			t.Errorf("stderr %q does not mention %q", r.stderr, cmd)
 		}

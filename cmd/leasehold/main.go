@@ -3,6 +3,7 @@
 //	leasehold serve                      run the HTTP API (embedded store unless --redis...)
 //	leasehold acquire NAME --ttl 30s     take a lease, print its token
 //	leasehold run NAME -- COMMAND...     flock(1) for a fleet
+//	leasehold elect NAME -- COMMAND...   run COMMAND while this process leads
 //
 // main is thin: it parses flags and environment (kong), builds the parts and
 // runs them; it is the only place that exits.
@@ -36,6 +37,8 @@ type cli struct {
 	Get     getCmd     `cmd:"" help:"Show a lease (never its token)."`
 	List    listCmd    `cmd:"" help:"List leases by name prefix."`
 	Run     runCmd     `cmd:"" help:"Run a command while holding a lease, like flock(1) across machines."`
+	Elect   electCmd   `cmd:"" help:"Campaign for leadership of a name and run a command while leading, like etcdctl elect."`
+	Leader  leaderCmd  `cmd:"" help:"Show the current leader of an election."`
 	Health  healthCmd  `cmd:"" help:"Exit 0 when the server (or Redis) is ready: for healthchecks."`
 
 	// Version has no LEASEHOLD_VERSION: a variable set to anything, even
@@ -110,8 +113,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var interrupted func() os.Signal
-	if cmd := strings.Fields(kctx.Command()); len(cmd) > 0 && cmd[0] != "serve" && cmd[0] != "run" {
-		// serve and run handle their signals; the others must not die in the
+	if cmd := strings.Fields(kctx.Command()); len(cmd) > 0 && !slices.Contains([]string{"serve", "run", "elect"}, cmd[0]) {
+		// serve, run and elect handle their signals; the others must not die in the
 		// middle of a call: a cancelled acquire undoes what it may have
 		// granted (settle) instead of leaving a lease nobody holds.
 		var stop func()

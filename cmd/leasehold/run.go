@@ -5,10 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/leasehold/leasehold/lease"
@@ -16,17 +12,16 @@ import (
 
 type runCmd struct {
 	connFlags
-	Name          string   `arg:"" help:"Lease name."`
-	Command       []string `arg:"" optional:"" help:"The command and its arguments, after --." placeholder:"-- COMMAND [ARGS...]"`
-	TTL           string   `help:"Time to live of the lease; it is renewed about every ttl/3." default:"30s"`
-	Holder        string   `help:"Public label of who holds it (default: hostname)."`
-	Metadata      string   `help:"A string returned by reads of the lease."`
-	Wait          string   `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0"`
-	Hold          string   `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew); at most the server's --max-ttl." default:"0"`
-	HoldOnFailure bool     `name:"hold-on-failure" negatable:"" default:"true" help:"Keep --hold also when the command fails (exits non-zero); --no-hold-on-failure releases the lease at once then, so a failed job can run again in the same period."`
-	KillAfter     string   `help:"After SIGTERM on losing the lease, SIGKILL the command this much later." default:"10s"`
-	ConflictExit  int      `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75"`
-	Quiet         bool     `short:"q" help:"Say nothing when the lease is held by another (for cron, which mails any output)."`
+	Name          string `arg:"" help:"Lease name."`
+	TTL           string `help:"Time to live of the lease; it is renewed about every ttl/3." default:"30s"`
+	Holder        string `help:"Public label of who holds it (default: hostname)."`
+	Metadata      string `help:"A string returned by reads of the lease."`
+	Wait          string `help:"How long to wait for the lease when it is held (a duration, or forever)." default:"0"`
+	Hold          string `help:"Keep the lease for at least this long from the grant, even after the command ends (cron skew); at most the server's --max-ttl." default:"0"`
+	HoldOnFailure bool   `name:"hold-on-failure" negatable:"" default:"true" help:"Keep --hold also when the command fails (exits non-zero); --no-hold-on-failure releases the lease at once then, so a failed job can run again in the same period."`
+	ConflictExit  int    `name:"conflict-exit-code" short:"E" help:"Exit code when the lease is held by another." default:"75"`
+	Quiet         bool   `short:"q" help:"Say nothing when the lease is held by another (for cron, which mails any output)."`
+	commandFlags
 }
 
 func (c *runCmd) Help() string {
@@ -54,10 +49,7 @@ Examples:
 var errNoCommand = errors.New("give the command to run after --, as in: leasehold run NAME -- COMMAND [ARGS...]")
 
 func (c *runCmd) Run(e *env) error {
-	if len(c.Command) == 0 {
-		return usageErr(errNoCommand)
-	}
-	ttl, err := parseTTL(c.TTL)
+	ttl, killAfter, err := c.parse(errNoCommand, c.TTL)
 	if err != nil {
 		return err
 	}
@@ -65,14 +57,11 @@ func (c *runCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	var hold, killAfter time.Duration
+	var hold time.Duration
 	if d, perr := time.ParseDuration(c.Hold); c.Hold != "0" && (perr != nil || d != 0) {
 		if hold, err = parseTTL(c.Hold); err != nil {
 			return usageErr(fmt.Errorf("--hold: %w", errors.Unwrap(err)))
 		}
-	}
-	if killAfter, err = time.ParseDuration(c.KillAfter); err != nil || killAfter < 0 {
-		return usageErr(fmt.Errorf("--kill-after %q: give a duration with a unit, like 10s", c.KillAfter))
 	}
 	holder := c.Holder
 	if holder == "" {
@@ -87,22 +76,16 @@ func (c *runCmd) Run(e *env) error {
 		return exitFor(err, c.ConflictExit)
 	}
 
-	// Signals are ours from the start, so one that comes while we wait for
-	// the lease stops the wait instead of killing us with the lease half-taken.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
+	sigs, stopSignals := catchSignals()
+	defer stopSignals()
 
 	l, sent, granted, sig, err := c.acquire(e.ctx, lc, sigs, lease.AcquireOptions{TTL: ttl, Holder: holder, Metadata: c.Metadata}, wait)
 	if sig != nil {
 		if l != nil {
-			rctx, cancel := withoutCancel(e.ctx, ttl)
-			lc.Release(rctx, l.Name, l.Token)
-			cancel()
+			releaseAfter(e.ctx, lc, l, ttl)
 		}
 		settle(lc, e.stderr, min(ttl, 10*time.Second)) // a grant the cut-short acquire may have made
-
-		return &exitError{code: 128 + int(sig.(syscall.Signal)), err: fmt.Errorf("got %s while waiting for %q: not running the command", sig, c.Name)}
+		return signalExit(sig, "waiting for", c.Name)
 	}
 	if err != nil {
 		settle(lc, e.stderr, min(ttl, 10*time.Second))
@@ -112,70 +95,25 @@ func (c *runCmd) Run(e *env) error {
 		return exitFor(err, c.ConflictExit)
 	}
 
-	cmd := exec.Command(c.Command[0], c.Command[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, e.stdout, e.stderr
-	cmd.Env = append(os.Environ(),
-		"LEASE_NAME="+l.Name, "LEASE_TOKEN="+l.Token, "LEASE_FENCE="+strconv.FormatInt(l.Fence, 10))
-	// Its own process group, so that on loss the whole tree gets the signal;
-	// on a terminal, the foreground group, so that it can read the terminal.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if tty := terminal(); tty >= 0 {
-		cmd.SysProcAttr.Foreground, cmd.SysProcAttr.Ctty = true, tty
-		defer takeBackTerminal(tty)
+	ch, err := startChild(e, c.Command, l)
+	if err != nil {
+		releaseAfter(e.ctx, lc, l, ttl)
+		return err
 	}
-	if err := cmd.Start(); err != nil {
-		rctx, cancel := withoutCancel(e.ctx, ttl)
-		lc.Release(rctx, l.Name, l.Token)
-		cancel()
-		code := 127 // as sh does for a command not found
-		if errors.Is(err, os.ErrPermission) {
-			code = 126
-		}
-		return &exitError{code: code, err: fmt.Errorf("cannot run %s: %v", c.Command[0], err)}
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-
 	k := lease.Keep(e.ctx, lc, l, &lease.KeeperOptions{TTL: ttl, Sent: sent})
-	var lost error
-	var kill <-chan time.Time
-	keeping := k.Done() // nil once the loss is handled: a closed channel would spin the loop
-	group := -cmd.Process.Pid
-	for done := false; !done; {
-		select {
-		case <-exited:
-			done = true
-		case s := <-sigs:
-			syscall.Kill(group, s.(syscall.Signal))
-		case <-keeping:
-			keeping = nil
-			lost = k.Err()
-			fmt.Fprintf(e.stderr, "leasehold: %v\nleasehold: sending SIGTERM to the command, SIGKILL in %s if it is still running\n", lost, killAfter)
-			syscall.Kill(group, syscall.SIGTERM)
-			kill = time.After(killAfter)
-		case <-kill:
-			fmt.Fprintf(e.stderr, "leasehold: the command outlived --kill-after %s: sending SIGKILL\n", killAfter)
-			syscall.Kill(group, syscall.SIGKILL)
-			kill = nil
-		}
-	}
-	k.Stop()
-	if lost == nil && errors.Is(k.Err(), lease.ErrLost) { // lost just as the command ended
-		lost = k.Err()
-	}
-	if lost != nil {
+	if lost := ch.supervise(e, sigs, k, killAfter); lost != nil {
 		return &exitError{code: exitLost, err: fmt.Errorf("the lease was lost while the command ran; exit 76")}
 	}
 	fctx, cancel := withoutCancel(e.ctx, ttl)
 	defer cancel()
 	keep := hold
-	if exitCode(cmd.ProcessState) != 0 && !c.HoldOnFailure {
+	if ch.exitCode() != 0 && !c.HoldOnFailure {
 		keep = 0 // released at once: a failed job may run again in the same period
 	}
 	if err := lease.Finish(fctx, lc, k.Lease(), granted, keep); err != nil {
 		fmt.Fprintf(e.stderr, "leasehold: after the command: %v\n", err)
 	}
-	if code := exitCode(cmd.ProcessState); code != 0 {
+	if code := ch.exitCode(); code != 0 {
 		return &exitError{code: code}
 	}
 	return nil
@@ -189,34 +127,14 @@ func (c *runCmd) Run(e *env) error {
 func (c *runCmd) acquire(ctx context.Context, lc lease.Interface, sigs <-chan os.Signal, o lease.AcquireOptions, w waitFlag) (l *lease.Lease, sent, granted time.Time, sig os.Signal, err error) {
 	sent = time.Now()
 	actx, cancel := context.WithCancel(ctx)
-	type result struct {
-		l   *lease.Lease
-		err error
+	defer cancel()
+	sig = untilSignal(sigs, cancel, func() { l, err = acquireWaiting(actx, lc, c.Name, o, w) })
+	if sig != nil {
+		return l, sent, sent, sig, nil
 	}
-	res := make(chan result, 1)
-	go func() {
-		l, err := acquireWaiting(actx, lc, c.Name, o, w)
-		res <- result{l, err}
-	}()
-	select {
-	case r := <-res:
-		cancel()
-		granted = time.Now()
-		if w.d > 0 || w.forever {
-			sent = granted
-		}
-		return r.l, sent, granted, nil, r.err
-	case s := <-sigs:
-		cancel()
-		r := <-res
-		return r.l, sent, sent, s, nil
+	granted = time.Now()
+	if w.d > 0 || w.forever {
+		sent = granted
 	}
-}
-
-// exitCode is the child's exit code, 128+N when signal N ended it (as a shell says).
-func exitCode(ps *os.ProcessState) int {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ps.ExitCode()
+	return l, sent, granted, nil, err
 }

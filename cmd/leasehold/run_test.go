@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,7 +21,14 @@ import (
 // startLH starts the binary and returns it running; finish waits for it.
 func startLH(t *testing.T, args ...string) *startedCmd {
 	t.Helper()
+	return startLHEnv(t, nil, args...)
+}
+
+// startLHEnv is startLH with more environment variables (KEY=value).
+func startLHEnv(t *testing.T, env []string, args ...string) *startedCmd {
+	t.Helper()
 	cmd := command(args...)
+	cmd.Env = append(cmd.Env, env...)
 	s := &startedCmd{out: &bytes.Buffer{}, errb: &bytes.Buffer{}, start: time.Now(), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.out, s.errb
 	if err := cmd.Start(); err != nil {
@@ -134,9 +142,13 @@ func TestRunRenewsSoOthersStayOut(t *testing.T) {
 	}
 }
 
-func TestRunStopsTheCommandWhenTheLeaseIsStolen(t *testing.T) {
+// TestRunAndElectStopTheCommandWhenTheLeaseIsStolen: the lease of run, or of
+// elect's leader, deleted or taken under it: the command's whole group gets
+// SIGTERM (SIGKILL after --kill-after when it ignores that) and leasehold
+// exits 76, saying so, without spinning while it waits.
+func TestRunAndElectStopTheCommandWhenTheLeaseIsStolen(t *testing.T) {
 	const ttl, killAfter = time.Second, time.Second
-	for _, tc := range []struct {
+	cases := []struct {
 		name  string
 		steal func(t *testing.T, n string)
 		trap  string // the command's answer to SIGTERM
@@ -146,54 +158,65 @@ func TestRunStopsTheCommandWhenTheLeaseIsStolen(t *testing.T) {
 		}, ""},
 		{"taken-and-TERM-ignored", func(t *testing.T, n string) {
 			rdb(t).Del(bg, "leasehold:{"+n+"}")
-			if _, err := client(t).Acquire(bg, n, &lease.AcquireOptions{TTL: time.Minute, Holder: "thief"}); err != nil {
+			thief, err := client(t).Acquire(bg, n, &lease.AcquireOptions{TTL: time.Minute, Holder: "thief"})
+			if err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { client(t).Release(bg, n, thief.Token) }) // for the next -count
 		}, `trap "" TERM;`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			n := name(t)
-			dir := t.TempDir()
-			// The command and a grandchild in its group write their pids and live long.
-			s := startLH(t, "run", n, "--ttl", ttl.String(), "--kill-after", killAfter.String(), "--redis", srv.URL(), "--",
-				"sh", "-c", tc.trap+`sleep 60 & echo $! > `+dir+`/grandchild; echo $$ > `+dir+`/pid; while :; do sleep 0.05; done`)
-			pid, _ := strconv.Atoi(strings.TrimSpace(waitFile(t, dir+"/pid", 5*time.Second)))
-			grand, _ := strconv.Atoi(strings.TrimSpace(waitFile(t, dir+"/grandchild", 5*time.Second)))
-			t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) }) // should leasehold fail to
-			stolen := time.Now()
-			tc.steal(t, n)
-			r := s.finish(t, 10*time.Second)
-			took := time.Since(stolen)
-			if r.code != 76 {
-				t.Errorf("got exit %d, want 76 (lost)", r.code)
-			}
-			if took > ttl+killAfter+500*time.Millisecond {
-				t.Errorf("run ended %v after the lease was stolen, want within ttl + kill-after = %v", took, ttl+killAfter)
-			}
-			if !strings.Contains(r.stderr, "lost") || !strings.Contains(r.stderr, "SIGTERM") {
-				t.Errorf("got stderr %q, want it to say the lease was lost and SIGTERM sent", r.stderr)
-			}
-			// Waiting out --kill-after must not spin: leasehold's CPU time stays far
-			// below the second it waited.
-			if cpu := s.state.UserTime() + s.state.SystemTime(); cpu > 600*time.Millisecond {
-				t.Errorf("leasehold used %v of CPU over %v, want it idle while it waits", cpu, r.took)
-			} else {
-				t.Logf("leasehold used %v of CPU over %v", cpu, r.took)
-			}
-			if tc.trap != "" && !strings.Contains(r.stderr, "SIGKILL") {
-				t.Errorf("got stderr %q, want SIGKILL after --kill-after for a command that ignores SIGTERM", r.stderr)
-			}
-			for _, p := range []int{pid, grand} {
-				deadline := time.Now().Add(time.Second)
-				for alive(p) && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
+	}
+	for _, cmd := range []string{"run", "elect"} {
+		for _, tc := range cases {
+			t.Run(cmd+"/"+tc.name, func(t *testing.T) {
+				n := name(t)
+				dir := t.TempDir()
+				// The command and a grandchild in its group write their pids and live long.
+				s := startLH(t, cmd, n, "--ttl", ttl.String(), "--kill-after", killAfter.String(), "--redis", srv.URL(), "--",
+					"sh", "-c", tc.trap+`sleep 60 & echo $! > `+dir+`/grandchild; echo $$ > `+dir+`/pid; while :; do sleep 0.05; done`)
+				pid, _ := strconv.Atoi(strings.TrimSpace(waitFile(t, dir+"/pid", 5*time.Second)))
+				grand, _ := strconv.Atoi(strings.TrimSpace(waitFile(t, dir+"/grandchild", 5*time.Second)))
+				t.Cleanup(func() { syscall.Kill(-pid, syscall.SIGKILL) }) // should leasehold fail to
+				stolen := time.Now()
+				tc.steal(t, n)
+				r := s.finish(t, 10*time.Second)
+				took := time.Since(stolen)
+				if r.code != 76 {
+					t.Errorf("got exit %d, want 76 (lost)", r.code)
 				}
-				if alive(p) {
-					t.Errorf("process %d of the command's group still alive after run exited", p)
-					syscall.Kill(p, syscall.SIGKILL)
+				if took > ttl+killAfter+500*time.Millisecond {
+					t.Errorf("%s ended %v after the lease was stolen, want within ttl + kill-after = %v", cmd, took, ttl+killAfter)
 				}
-			}
-		})
+				if !strings.Contains(r.stderr, "lost") || !strings.Contains(r.stderr, "SIGTERM") {
+					t.Errorf("got stderr %q, want it to say the lease was lost and SIGTERM sent", r.stderr)
+				}
+				// Waiting out --kill-after must not spin: leasehold's CPU time stays far
+				// below the second it waited.
+				if cpu := s.state.UserTime() + s.state.SystemTime(); cpu > 600*time.Millisecond {
+					t.Errorf("leasehold used %v of CPU over %v, want it idle while it waits", cpu, r.took)
+				} else {
+					t.Logf("leasehold used %v of CPU over %v", cpu, r.took)
+				}
+				if tc.trap != "" && !strings.Contains(r.stderr, "SIGKILL") {
+					t.Errorf("got stderr %q, want SIGKILL after --kill-after for a command that ignores SIGTERM", r.stderr)
+				}
+				if tc.trap == "" && strings.Contains(r.stderr, "outlived --kill-after") {
+					t.Errorf("got stderr %q, want no SIGKILL: SIGTERM ends a command that does not trap it", r.stderr)
+				}
+				if want := `leadership of "` + n + `"`; cmd == "elect" && !strings.Contains(r.stderr, want) {
+					t.Errorf("got stderr %q, want it to mention %q", r.stderr, want)
+				}
+				for _, p := range []int{pid, grand} {
+					deadline := time.Now().Add(time.Second)
+					for alive(p) && time.Now().Before(deadline) {
+						time.Sleep(10 * time.Millisecond)
+					}
+					if alive(p) {
+						t.Errorf("process %d of the command's group still alive after %s exited", p, cmd)
+						syscall.Kill(p, syscall.SIGKILL)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -226,22 +249,31 @@ func TestRunHoldKeepsTheLeaseAfterTheCommand(t *testing.T) {
 }
 
 func TestRunSIGTERMWhileWaitingStopsWithoutRunning(t *testing.T) {
-	n := name(t)
+	sigtermWhileHeld(t, name(t), "run", "--wait", "20s")
+}
+
+// sigtermWhileHeld starts `leasehold CMD n ARGS... -- COMMAND` while
+// another holder has n, sends it SIGTERM once it waits, and checks that it
+// exits 143 within a second without running COMMAND, leaving the other's
+// lease alone. It returns the result and that lease.
+func sigtermWhileHeld(t *testing.T, n, cmd string, args ...string) (result, *lease.Lease) {
+	t.Helper()
 	dir := t.TempDir()
 	other, err := client(t).Acquire(bg, n, &lease.AcquireOptions{TTL: time.Minute, Holder: "other"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startLH(t, "run", n, "--wait", "20s", "--redis", srv.URL(), "--", "sh", "-c", "echo ran > "+dir+"/ran")
+	t.Cleanup(func() { client(t).Release(bg, n, other.Token) }) // for the next -count
+	s := startLH(t, slices.Concat([]string{cmd, n}, args, []string{"--redis", srv.URL(), "--", "sh", "-c", "echo ran > " + dir + "/ran"})...)
 	time.Sleep(300 * time.Millisecond) // let it start waiting; a signal before that must work too
 	sent := time.Now()
 	syscall.Kill(s.pid, syscall.SIGTERM)
 	r := s.finish(t, 5*time.Second)
 	if r.code != 128+int(syscall.SIGTERM) {
-		t.Errorf("got exit %d, want %d (128+SIGTERM)", r.code, 128+int(syscall.SIGTERM))
+		t.Errorf("got exit %d (%s), want %d (128+SIGTERM)", r.code, r.stderr, 128+int(syscall.SIGTERM))
 	}
 	if took := time.Since(sent); took > time.Second {
-		t.Errorf("run took %v to stop waiting after SIGTERM, want well under 1s", took)
+		t.Errorf("%s took %v to stop waiting after SIGTERM, want well under 1s", cmd, took)
 	}
 	if exists(dir + "/ran") {
 		t.Error("the command ran after SIGTERM during the wait")
@@ -249,29 +281,36 @@ func TestRunSIGTERMWhileWaitingStopsWithoutRunning(t *testing.T) {
 	if l, err := client(t).Verify(bg, n, lease.Proof{Token: other.Token}); err != nil || l.Holder != "other" {
 		t.Errorf("the other holder's lease: %v, %v; want untouched", l, err)
 	}
+	return r, other
 }
 
-func TestRunForwardsSignalsToTheCommandAndReleases(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
-		t.Run(sig.String(), func(t *testing.T) {
-			n := strings.ReplaceAll(name(t), " ", "_")
-			dir := t.TempDir()
-			s := startLH(t, "run", n, "--redis", srv.URL(), "--", "sh", "-c",
-				`trap 'echo `+strconv.Itoa(int(sig))+` > `+dir+`/got; exit 7' `+strings.TrimPrefix(signame(sig), "SIG")+
-					`; echo up > `+dir+`/up; while :; do sleep 0.05; done`)
-			waitFile(t, dir+"/up", 5*time.Second)
-			syscall.Kill(s.pid, sig)
-			r := s.finish(t, 5*time.Second)
-			if r.code != 7 {
-				t.Errorf("got exit %d (%s), want the command's 7 after its trap", r.code, r.stderr)
-			}
-			if got := waitFile(t, dir+"/got", time.Second); got != strconv.Itoa(int(sig))+"\n" {
-				t.Errorf("command got signal %q, want %d", got, sig)
-			}
-			if _, err := client(t).Get(bg, n); !errors.Is(err, lease.ErrNotFound) {
-				t.Errorf("Get after run: %v, want released", err)
-			}
-		})
+// TestRunAndElectForwardSignalsToTheCommandAndRelease: SIGTERM, SIGINT and
+// SIGHUP sent to leasehold run or elect while its command runs reach the
+// command; leasehold exits with the command's code once it has exited, and
+// releases the lease (elect resigns).
+func TestRunAndElectForwardSignalsToTheCommandAndRelease(t *testing.T) {
+	for _, cmd := range []string{"run", "elect"} {
+		for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+			t.Run(cmd+"/"+sig.String(), func(t *testing.T) {
+				n := strings.ReplaceAll(name(t), " ", "_")
+				dir := t.TempDir()
+				s := startLH(t, cmd, n, "--redis", srv.URL(), "--", "sh", "-c",
+					`trap 'echo `+strconv.Itoa(int(sig))+` > `+dir+`/got; exit 7' `+strings.TrimPrefix(signame(sig), "SIG")+
+						`; echo up > `+dir+`/up; while :; do sleep 0.05; done`)
+				waitFile(t, dir+"/up", 5*time.Second)
+				syscall.Kill(s.pid, sig)
+				r := s.finish(t, 5*time.Second)
+				if r.code != 7 {
+					t.Errorf("got exit %d (%s), want the command's 7 after its trap", r.code, r.stderr)
+				}
+				if got := waitFile(t, dir+"/got", time.Second); got != strconv.Itoa(int(sig))+"\n" {
+					t.Errorf("command got signal %q, want %d", got, sig)
+				}
+				if _, err := client(t).Get(bg, n); !errors.Is(err, lease.ErrNotFound) {
+					t.Errorf("Get after %s: %v, want released", cmd, err)
+				}
+			})
+		}
 	}
 }
 
