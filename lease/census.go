@@ -52,9 +52,9 @@ const censusCount = 1000
 // the embedded store (miniredis), SCAN ignores COUNT and answers every
 // matching key at once; Census reads at most limit of them.
 //
-// Like a listing, a census follows SCAN: every key that exists for the whole
-// census is counted once; one that comes or goes meanwhile may or may not
-// be. A key Redis answers with an error (of another type, or moved to
+// Like a listing, a census follows SCAN: unless Truncated, every key that
+// exists for the whole census is counted once; one that comes or goes
+// meanwhile may or may not be. A key Redis answers with an error (of another type, or moved to
 // another master meanwhile) is left out; any other error ends the census.
 func (c *Client) Census(ctx context.Context, limit int) (*Census, error) {
 	r, err := boundedCall(ctx, func() (*Census, error) { return c.census(ctx, limit) })
