@@ -59,6 +59,9 @@ type envOptions struct {
 	redisTimeout time.Duration
 	maxWait      time.Duration
 	proxy        bool // put a faultproxy between the server and Redis
+	// censusInterval and censusLimit are the server's Options'.
+	censusInterval time.Duration
+	censusLimit    int
 }
 
 // redisClient is a go-redis client set up as leasehold serve sets it up.
@@ -107,7 +110,7 @@ func newEnv(t testing.TB, o *envOptions) *env {
 	}
 	logs := &logBuffer{}
 	srv := httpapi.New(lc, &httpapi.Options{
-		Auth: auth, RedisTimeout: o.redisTimeout,
+		Auth: auth, RedisTimeout: o.redisTimeout, CensusInterval: o.censusInterval, CensusLimit: o.censusLimit,
 		Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	// Every request and answer is checked against openapi.json.

@@ -68,8 +68,19 @@ type Options struct {
 	// Default: a new registry with the Go runtime and process collectors.
 	Registry *prometheus.Registry
 	// RedisTimeout bounds each call to the backend that does not wait; one
-	// that runs over is answered 503 backend_unavailable. Default 2s.
+	// that runs over is answered 503 backend_unavailable. Default 2s. It
+	// also bounds the readiness check and the census of a scrape of
+	// /metrics, each.
 	RedisTimeout time.Duration
+	// CensusInterval is how long a scrape of /metrics reuses the census of
+	// the leases in Redis (leasehold_leases_held, leasehold_waiters) before
+	// it takes a new one. Default DefaultCensusInterval (15s); negative: no
+	// census, and no such gauges.
+	CensusInterval time.Duration
+	// CensusLimit bounds the keys one census looks at (lease.Client.Census);
+	// when it is reached, leasehold_leases_sample_truncated is 1. Default
+	// lease.DefaultCensusLimit (10,000).
+	CensusLimit int
 }
 
 // Server is the HTTP API. It is an http.Handler; it keeps no lease state
@@ -83,6 +94,7 @@ type Server struct {
 	redisTimeout time.Duration
 	echo         *echo.Echo
 	routes       map[string]*routeSeries // by route template, for the route label
+	sampled      *sampled                // the gauges read from Redis at a scrape
 
 	// stopping is cancelled by Stop: waiting acquires then answer shutting_down.
 	stopping context.Context
@@ -107,11 +119,19 @@ func New(b Backend, opts *Options) *Server {
 	if o.RedisTimeout <= 0 {
 		o.RedisTimeout = DefaultRedisTimeout
 	}
+	if o.CensusInterval == 0 {
+		o.CensusInterval = DefaultCensusInterval
+	}
+	if o.CensusLimit <= 0 {
+		o.CensusLimit = lease.DefaultCensusLimit
+	}
 	s := &Server{
 		b: b, auth: o.Auth, log: o.Logger, reg: o.Registry, m: newMetrics(o.Registry),
 		redisTimeout: o.RedisTimeout, routes: map[string]*routeSeries{},
 	}
 	s.stopping, s.stop = context.WithCancel(context.Background())
+	s.sampled = newSampled(s, o.CensusInterval, o.CensusLimit)
+	o.Registry.MustRegister(s.sampled)
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -714,14 +734,22 @@ func (s *Server) healthz(c echo.Context) error {
 func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := s.callCtx(c)
 	defer cancel()
+	if err := timedOut(ctx, "ping", false, s.ready(ctx)); err != nil {
+		return err
+	}
+	return writeJSON(c, statusBody{Status: "ready"})
+}
+
+// ready is the readiness check of /readyz and of leasehold_backend_up:
+// nil while Redis answers and has the scripts, which it loads when Redis
+// answers without them.
+func (s *Server) ready(ctx context.Context) error {
 	err := s.b.Ping(ctx)
 	if err != nil && ctx.Err() == nil {
 		if s.b.LoadScripts(ctx) == nil {
 			err = s.b.Ping(ctx)
 		}
 	}
-	if err = timedOut(ctx, "ping", false, err); err != nil {
-		return err
-	}
-	return writeJSON(c, statusBody{Status: "ready"})
+	s.sampled.checked(err)
+	return err
 }

@@ -37,6 +37,8 @@ func TestEmbeddedConformance(t *testing.T) {
 		{"GetAndVerify", TestGetAndVerify},
 		{"RaceOneWinner", TestRaceOneWinner},
 		{"FenceStrictlyIncreases", TestFenceStrictlyIncreases},
+		{"CensusCountsLiveGrantsAndQueuedWaiters", TestCensusCountsLiveGrantsAndQueuedWaiters},
+		{"CensusStopsAtItsLimit", TestCensusStopsAtItsLimit},
 	} {
 		t.Run(tt.name, tt.fn)
 	}

@@ -67,3 +67,9 @@ var Inspect string
 //
 //go:embed raise.lua
 var Raise string
+
+// Census counts the live grants and the queued waiters among some lease and
+// queue keys, for a census of a Redis that is not a Cluster.
+//
+//go:embed census.lua
+var Census string

@@ -1776,3 +1776,60 @@ func TestExpiryThatIsNoNumberIsNoGrant(t *testing.T) {
 		}
 	}
 }
+
+func TestCensus(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	census := func(hashes []string, queues ...string) []any {
+		t.Helper()
+		return run(t, rdb, lua.Census, append(hashes, queues...), len(hashes))
+	}
+	const (
+		key2, queue2 = "t:{m}", "t:{m}:q"
+		released     = "t:{r}"
+		other        = "t:{s}" // a string where a hash or queue would be
+	)
+	fresh(t, rdb)
+	if r := census(nil); !reflect.DeepEqual(r, []any{int64(0), int64(0)}) {
+		t.Errorf("no keys: got %v, want [0 0]", r)
+	}
+	if r := census([]string{key, queue}, key, queue); !reflect.DeepEqual(r, []any{int64(0), int64(0)}) {
+		t.Errorf("absent keys: got %v, want [0 0]", r)
+	}
+
+	grant(t, rdb, tokA, "a", "", 5000)
+	join(t, rdb, newWaiter("b", 1000, "", ""), 0)
+	join(t, rdb, newWaiter("c", 1000, "", ""), 1)
+	if err := rdb.HSet(ctx, key2, "t", tokB, "f", "1", "e", strconv.FormatInt(redisNow(t, rdb)/1000+5000, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.RPush(ctx, queue2, "x").Err(); err != nil { // a queue behind a free lease counts too
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, released, "f", "7").Err(); err != nil { // only the fence: no grant
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, other, "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, rdb)
+	for _, tt := range []struct {
+		name           string
+		hashes, queues []string
+		want           []any
+	}{
+		{"two live grants and three waiters", []string{key, key2}, []string{queue, queue2}, []any{int64(2), int64(3)}},
+		{"the hashes only", []string{key, key2, released}, nil, []any{int64(2), int64(0)}},
+		{"the queues only", nil, []string{queue, queue2}, []any{int64(0), int64(3)}},
+		{"keys of another type count nothing", []string{key, other, queue}, []string{other, key}, []any{int64(1), int64(0)}},
+	} {
+		if r := census(tt.hashes, tt.queues...); !reflect.DeepEqual(r, tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, r, tt.want)
+		}
+	}
+	unchanged(t, rdb, "census", before)
+
+	expire(t, rdb)
+	if r := census([]string{key, key2}); !reflect.DeepEqual(r, []any{int64(1), int64(0)}) {
+		t.Errorf("one grant expired: got %v, want [1 0]", r)
+	}
+}

@@ -45,6 +45,9 @@ type serveCmd struct {
 	// FenceRetention is lease.Options.FenceRetention.
 	FenceRetention time.Duration `name:"fence-retention" default:"24h" help:"How long a name keeps its last fence after its last grant ends (at least --max-ttl); after it the name costs nothing in Redis and its next fence rests on Redis's clock alone (see docs/engine.md)."`
 	RedisTimeout   time.Duration `default:"2s" help:"Bound of each Redis call; one that runs over is answered 503 backend_unavailable."`
+	// CensusInterval and CensusLimit are httpapi.Options'.
+	CensusInterval time.Duration `default:"15s" help:"How long a scrape of /metrics reuses the census of the leases in Redis (leasehold_leases_held, leasehold_waiters) before it takes a new one; 0 turns the census off."`
+	CensusLimit    int           `default:"10000" help:"Most keys one census lets SCAN look at; past it leasehold_leases_sample_truncated is 1 and the gauges are lower bounds."`
 
 	AuthFile string `placeholder:"FILE" help:"Bearer tokens, one a line: TOKEN ACCESS PREFIXES (see docs/http.md). Default: no auth."`
 	TLSCert  string `name:"tls-cert" placeholder:"FILE" help:"TLS certificate (PEM) for HTTPS, with --tls-key."`
@@ -95,7 +98,13 @@ func (s *serveCmd) Run(e *env) error {
 			"addr", ln.Addr().String())
 	}
 
-	api := httpapi.New(backend, &httpapi.Options{Auth: auth, Logger: log, RedisTimeout: s.RedisTimeout})
+	census := s.CensusInterval
+	if census == 0 {
+		census = -1 // off
+	}
+	api := httpapi.New(backend, &httpapi.Options{
+		Auth: auth, Logger: log, RedisTimeout: s.RedisTimeout, CensusInterval: census, CensusLimit: s.CensusLimit,
+	})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -218,6 +227,8 @@ func (s *serveCmd) check() error {
 		return errors.New("--redlock-restart-delay must not be negative: 0 turns it off")
 	case s.KeyPrefix == "":
 		return errors.New("--key-prefix must not be empty")
+	case s.CensusInterval < 0 || s.CensusLimit < 1:
+		return errors.New("--census-interval must not be negative (0 turns the census off) and --census-limit must be at least 1")
 	}
 	return nil
 }

@@ -142,6 +142,7 @@ func TestServeBinaryOnRedisAndEmbedded(t *testing.T) {
 		{"autopipeline off by flag", nil, []string{"--redis", rs.URL(), "--no-redis-autopipeline"}, "redis_autopipeline=false"},
 		{"autopipeline off by env", []string{"LEASEHOLD_REDIS_AUTOPIPELINE=false"}, []string{"--redis", rs.URL()}, "redis_autopipeline=false"},
 		{"embedded", nil, nil, "EMBEDDED"},
+		{"census off", nil, []string{"--redis", rs.URL(), "--census-interval=0"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startServe(t, bin, tc.env, tc.args...)
@@ -150,6 +151,22 @@ func TestServeBinaryOnRedisAndEmbedded(t *testing.T) {
 			st, g, _ := servePost(t, p.url+"/v1/leases/"+name+"/acquire?ttl=30s&holder=a")
 			if st != 200 || g["token"] == "" {
 				t.Fatalf("acquire: got %d %v", st, g)
+			}
+			// The census sees this one lease (the others' are released), on
+			// Redis and on the embedded store alike.
+			res, err := http.Get(p.url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			wantHeld := "\nleasehold_leases_held 1\n"
+			if tc.name == "census off" {
+				wantHeld = ""
+			}
+			if !strings.Contains(string(m), "\nleasehold_backend_up 1\n") || wantHeld != "" && !strings.Contains(string(m), wantHeld) ||
+				wantHeld == "" && strings.Contains(string(m), "leasehold_leases_held") {
+				t.Errorf("metrics: want leasehold_backend_up 1 and %q, got\n%s", wantHeld, m)
 			}
 			st, h, hdr := servePost(t, p.url+"/v1/leases/"+name+"/acquire")
 			if st != 409 || h["error"] != "lease_held" || hdr.Get("Retry-After") != "30" {
