@@ -17,10 +17,12 @@ import (
 // Access is what a bearer token may do.
 type Access int
 
-// Access levels. Write implies read.
+// Access levels. Admin implies write, write implies read.
 const (
 	Read Access = iota + 1
 	Write
+	// Admin may also break another holder's lease (POST .../break).
+	Admin
 )
 
 // Auth is a set of bearer tokens with their access and name prefixes, as
@@ -29,10 +31,31 @@ type Auth struct {
 	tokens []authToken
 }
 
+// String is the access's word in the auth file.
+func (a Access) String() string {
+	switch a {
+	case Read:
+		return "read"
+	case Write:
+		return "write"
+	case Admin:
+		return "admin"
+	}
+	return fmt.Sprintf("Access(%d)", int(a))
+}
+
 type authToken struct {
 	hash     [sha256.Size]byte // sha256 of the token: files may hold only the hash
 	access   Access
 	prefixes []string // nil: every name ("*")
+	line     int      // its line in the auth file
+}
+
+// label names the token without revealing it, for a name's history (who
+// broke a lease): the auth file's line and the first 12 hex digits of the
+// token's sha256, which `sha256sum` of the token shows too.
+func (t *authToken) label() string {
+	return fmt.Sprintf("token sha256:%s (auth file line %d)", hex.EncodeToString(t.hash[:6]), t.line)
 }
 
 // LoadAuthFile reads an auth file; see ParseAuth.
@@ -53,7 +76,8 @@ func LoadAuthFile(path string) (*Auth, error) {
 //
 //	TOKEN ACCESS PREFIXES
 //
-// where ACCESS is read or write (write implies read), PREFIXES is a
+// where ACCESS is read, write or admin (admin implies write, write implies
+// read; only admin may break another holder's lease), PREFIXES is a
 // comma-separated list of lease name prefixes or *, and TOKEN is the token
 // itself or sha256:<64 hex digits> of it. # starts a comment. An error names
 // the line at fault; a file with no token is an error too.
@@ -70,6 +94,7 @@ func ParseAuth(r io.Reader) (*Auth, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
+		t.line = line
 		for _, o := range a.tokens {
 			if o.hash == t.hash {
 				return nil, fmt.Errorf("line %d: this token is already listed on an earlier line", line)
@@ -108,8 +133,10 @@ func parseAuthLine(fields []string) (authToken, error) {
 		t.access = Read
 	case "write":
 		t.access = Write
+	case "admin":
+		t.access = Admin
 	default:
-		return t, fmt.Errorf("access %q: want read or write", fields[1])
+		return t, fmt.Errorf("access %q: want read, write or admin", fields[1])
 	}
 	if fields[2] == "*" {
 		return t, nil
@@ -184,6 +211,9 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 // forbidden is the 403 for a name or list prefix outside the token's scope.
 func forbidden(what, name string, need Access, t *authToken) error {
 	if t.access < need {
+		if need == Admin {
+			return &apiError{403, CodeForbidden, "breaking a lease needs a token with admin access (ACCESS admin in the auth file): this one has " + t.access.String()}
+		}
 		return &apiError{403, CodeForbidden, "this token may only read: use a token with write access"}
 	}
 	return &apiError{403, CodeForbidden, fmt.Sprintf("this token does not cover the %s %q: use a token whose prefixes include it", what, clip(name))}

@@ -12,6 +12,7 @@ import (
 const (
 	writerToken = "ci-runner-4f9c2a7e1b"
 	readerToken = "reader-token-0123456789"
+	adminToken  = "ops-admin-token-0123456789"
 )
 
 func authFile() string {
@@ -19,7 +20,8 @@ func authFile() string {
 	return "# token  access  prefixes\n" +
 		writerToken + "   write   jobs:,ci:   # a comment\n" +
 		"\n" +
-		"sha256:" + hex.EncodeToString(h[:]) + "  read  *\n"
+		"sha256:" + hex.EncodeToString(h[:]) + "  read  *\n" +
+		adminToken + "  admin  jobs:\n"
 }
 
 func TestAuth(t *testing.T) {
@@ -51,6 +53,14 @@ func TestAuth(t *testing.T) {
 		{"POST", "/v1/leases/" + name + "/verify?fence=1", r, 409, "not_holder"},
 		{"GET", "/v1/leases?prefix=jobs:", w, 200, ""},
 		{"GET", "/v1/leases", r, 200, ""},
+		{"GET", "/v1/leases/" + name + "/history", "", 401, "unauthorized"},
+		{"GET", "/v1/leases/" + name + "/history", r, 200, ""},
+		{"POST", "/v1/leases/" + name + "/break?reason=r", "", 401, "unauthorized"},
+		{"POST", "/v1/leases/" + name + "/break?reason=r", r, 403, "forbidden"},
+		{"POST", "/v1/leases/" + name + "/break?reason=r", w, 403, "forbidden"},
+		{"POST", "/v1/leases/other:x/break?reason=r", "Authorization: Bearer " + adminToken, 403, "forbidden"},
+		{"POST", "/v1/leases/" + name + "/break?reason=r", "Authorization: Bearer " + adminToken, 200, ""},
+		{"POST", "/v1/leases/" + name + "/acquire", "Authorization: Bearer " + adminToken, 200, ""},
 	} {
 		t.Run(tc.method+" "+tc.path+" "+tc.header, func(t *testing.T) {
 			var hs []string
@@ -107,7 +117,7 @@ func TestUnauthorizedSaysWhatIsWrong(t *testing.T) {
 func TestParseAuthRejectsMalformedFilesNamingTheLine(t *testing.T) {
 	for _, tc := range []struct{ file, want string }{
 		{"tok-0123456789abcdef write *\nbad line\n", "line 2"},
-		{"tok-0123456789abcdef admin *\n", "line 1: access \"admin\""},
+		{"tok-0123456789abcdef root *\n", "line 1: access \"root\": want read, write or admin"},
 		{"# only a comment\n", "no tokens"},
 		{"sha256:abc read *\n", "64 hex digits"},
 		{"short write *\n", "at least 16"},

@@ -182,6 +182,7 @@ var beyondDocuments = []struct {
 	// Required in the query or in the body; exactly one of fence and token.
 	{"invalid_token", regexp.MustCompile(`^(renew|release) needs the token`)},
 	{"invalid_request", regexp.MustCompile(`^verify needs a fence or a token|^give a fence or a token to verify, not both`)},
+	{"invalid_request", regexp.MustCompile(`^break needs a reason|^duration goes with exit_code`)},
 	// The server's --max-ttl and --max-wait (GET /v1/limits), and
 	// durations too large for Go (the pattern has no bound).
 	{"invalid_ttl", regexp.MustCompile(`out of range|is not a duration`)},
@@ -190,10 +191,12 @@ var beyondDocuments = []struct {
 	// JSON Schema sees the value, the server the literal.
 	{"invalid_request", regexp.MustCompile(`^the wait "[^"]*" needs a unit`)},
 	// Bytes, where maxLength counts characters; valid UTF-8.
-	{"invalid_request", regexp.MustCompile(`^the (holder|metadata) is [0-9]+ bytes long|^the holder is not valid UTF-8`)},
+	{"invalid_request", regexp.MustCompile(`^the (holder|metadata|reason) is [0-9]+ bytes long|^the (holder|reason) is not valid UTF-8`)},
+	// A duration too large for Go (the pattern has no bound).
+	{"invalid_request", regexp.MustCompile(`^the duration "[^"]*" is not one`)},
 	// A fence or limit in a JSON number that is no decimal integer literal
 	// (1.0, 1e3), or too large for an int64.
-	{"invalid_request", regexp.MustCompile(`^the (fence|limit) "[^"]*" is not an integer`)},
+	{"invalid_request", regexp.MustCompile(`^the (fence|limit|exit_code) "[^"]*" is not an integer`)},
 	// Cursors are opaque: only the server knows which it gave.
 	{"invalid_request", regexp.MustCompile(`^the cursor `)},
 	// The body's size: 64 KiB.

@@ -91,6 +91,9 @@ func TestOpenAPIMatchesEveryRouteAndError(t *testing.T) {
 		{env: e, method: "POST", path: base + "/acquire?what=1", status: 400, code: "invalid_request"},
 		{env: e, method: "POST", path: base + "/acquire", body: `{"metadata":"` + strings.Repeat("m", 70000) + `"}`, status: 413, code: "payload_too_large"},
 		{env: e, method: "POST", path: base + "/renew", body: `{"token":"` + tok + `","ttl":"30s"}`, status: 200},
+		{env: e, method: "POST", path: base + "/renew?exit_code=3&token=" + tok, status: 200},
+		{env: e, method: "POST", path: base + "/renew?duration=1s&token=" + tok, status: 400, code: "invalid_request"},
+		{env: e, method: "POST", path: base + "/renew", body: `{"token":"` + tok + `","exit_code":256}`, status: 400, code: "invalid_request"},
 		{env: e, method: "POST", path: base + "/renew?token=someone-elses-token-000", status: 409, code: "not_holder"},
 		{env: e, method: "POST", path: base + "/renew?token=" + tok + "&ttl=1", status: 400, code: "invalid_ttl"},
 		{env: e, method: "POST", path: "/v1/leases/" + name + "-none/renew?token=" + tok, status: 404, code: "not_found"},
@@ -104,9 +107,19 @@ func TestOpenAPIMatchesEveryRouteAndError(t *testing.T) {
 		{env: e, method: "GET", path: "/v1/leases?prefix=" + name + "&limit=5", status: 200},
 		{env: e, method: "GET", path: "/v1/leases?limit=0", status: 400, code: "invalid_request"},
 		{env: e, method: "POST", path: base + "/release?token=someone-elses-token-000", status: 409, code: "not_holder"},
-		{env: e, method: "POST", path: base + "/release", body: `{"token":"` + tok + `"}`, status: 200},
+		{env: e, method: "POST", path: base + "/release", body: `{"token":"` + tok + `","exit_code":0,"duration":"1.5s"}`, status: 200},
 		{env: e, method: "POST", path: base + "/release?token=" + tok, status: 404, code: "not_found"},
 		{env: e, method: "POST", path: base + "/release", status: 400, code: "invalid_token"},
+		// The operator's routes.
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-brk/acquire?ttl=20s", status: 200},
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-brk/break?fence=1&reason=x", status: 409, code: "not_holder"},
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-brk/break", status: 400, code: "invalid_request"},
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-brk/break", body: `{"reason":"stuck","fence":null}`, status: 200},
+		{env: e, method: "POST", path: "/v1/leases/" + name + "-brk/break?reason=again", status: 404, code: "not_found"},
+		{env: e, method: "GET", path: "/v1/leases/" + name + "-brk/history?limit=5", status: 200},
+		{env: e, method: "GET", path: "/v1/leases/" + name + "-brk/history", body: `{"limit":"0"}`, status: 400, code: "invalid_request"},
+		{env: e, method: "GET", path: "/v1/leases/" + name + "-none/history", status: 200},
+		{env: a, method: "POST", path: "/v1/leases/jobs:x/break?reason=r", headers: []string{"Authorization: Bearer " + writerToken}, status: 403, code: "forbidden"},
 		// What the document declares beyond the plain cases: a JSON body
 		// whatever the Content-Type (curl -d), null values, the number 0 as
 		// a wait, bodies on GET routes, and a number for a ttl, refused.

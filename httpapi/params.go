@@ -26,21 +26,26 @@ const (
 	pPrefix
 	pLimit
 	pCursor
+	pReason
+	pExitCode
+	pDuration
 	nParams
 )
 
-var paramNames = [nParams]string{"ttl", "holder", "token", "metadata", "wait", "fence", "prefix", "limit", "cursor"}
+var paramNames = [nParams]string{"ttl", "holder", "token", "metadata", "wait", "fence", "prefix", "limit", "cursor", "reason", "exit_code", "duration"}
 
 // numeric marks the parameters that a JSON body may give as a number: the
 // durations (so that a bare 30 answers "needs a unit", not "must be a
 // string") and the integers.
-const numeric = 1<<pTTL | 1<<pWait | 1<<pFence | 1<<pLimit
+const numeric = 1<<pTTL | 1<<pWait | 1<<pFence | 1<<pLimit | 1<<pExitCode | 1<<pDuration
 
 // The parameters each route takes, as bit sets.
 const (
 	acquireParams = 1<<pTTL | 1<<pHolder | 1<<pToken | 1<<pMetadata | 1<<pWait
-	renewParams   = 1<<pTTL | 1<<pToken
-	releaseParams = 1 << pToken
+	renewParams   = 1<<pTTL | 1<<pToken | 1<<pExitCode | 1<<pDuration
+	releaseParams = 1<<pToken | 1<<pExitCode | 1<<pDuration
+	breakParams   = 1<<pReason | 1<<pFence
+	historyParams = 1 << pLimit
 	verifyParams  = 1<<pFence | 1<<pToken
 	listParams    = 1<<pPrefix | 1<<pLimit | 1<<pCursor
 	noParams      = 0

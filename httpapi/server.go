@@ -49,9 +49,19 @@ type Backend interface {
 	// Settle waits for the grants of unknown outcome that the backend is
 	// undoing in the background (lease.Client.Settle).
 	Settle(ctx context.Context) error
+	// ReleaseWith and RenewWith also tell the name's history how the
+	// holder's work ended (lease.Recorder).
+	lease.Recorder
+	// Break ends whoever's grant; History reads a name's history
+	// (lease.Client.Break, History).
+	Break(ctx context.Context, name string, opts *lease.BreakOptions) (*lease.Record, error)
+	History(ctx context.Context, name string, limit int) ([]lease.Record, error)
 }
 
-var _ Backend = (*lease.Client)(nil)
+var (
+	_ Backend = (*lease.Client)(nil)
+	_ Backend = (*lease.Redlock)(nil)
+)
 
 // DefaultRedisTimeout bounds every Redis call that does not wait, unless
 // Options.RedisTimeout says otherwise.
@@ -145,6 +155,8 @@ func New(b Backend, opts *Options) *Server {
 	add(http.MethodPost, "/v1/leases/:name/renew", s.renew)
 	add(http.MethodPost, "/v1/leases/:name/release", s.release)
 	add(http.MethodPost, "/v1/leases/:name/verify", s.verify)
+	add(http.MethodPost, "/v1/leases/:name/break", s.breakLease)
+	add(http.MethodGet, "/v1/leases/:name/history", s.history)
 	add(http.MethodGet, "/v1/leases/:name", s.get)
 	add(http.MethodGet, "/v1/leases", s.list)
 	add(http.MethodGet, "/v1/limits", s.limits)
@@ -579,8 +591,17 @@ func (s *Server) renew(c echo.Context) error {
 			return err
 		}
 	}
+	o, err := outcomeParams(&p)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := s.callCtx(c)
-	l, err := s.b.Renew(ctx, name, p.val[pToken], ttl)
+	var l *lease.Lease
+	if o != nil {
+		l, err = s.b.RenewWith(ctx, name, p.val[pToken], ttl, o)
+	} else {
+		l, err = s.b.Renew(ctx, name, p.val[pToken], ttl)
+	}
 	err = timedOut(ctx, "renew", true, err)
 	cancel()
 	if err != nil {
@@ -602,8 +623,16 @@ func (s *Server) release(c echo.Context) error {
 	if !p.has(pToken) {
 		return &lease.InvalidError{Code: lease.CodeInvalidToken, Message: "release needs the token that acquire returned: pass token"}
 	}
+	o, err := outcomeParams(&p)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := s.callCtx(c)
-	err = s.b.Release(ctx, name, p.val[pToken])
+	if o != nil {
+		err = s.b.ReleaseWith(ctx, name, p.val[pToken], o)
+	} else {
+		err = s.b.Release(ctx, name, p.val[pToken])
+	}
 	err = timedOut(ctx, "release", true, err)
 	cancel()
 	if err != nil {
@@ -614,6 +643,113 @@ func (s *Server) release(c echo.Context) error {
 	}
 	s.m.releases.Inc()
 	return writeJSON(c, releaseBody{Name: name, Released: true})
+}
+
+// outcomeParams reads the exit_code and duration of a renew or release:
+// how the holder's command ended, for the name's history; nil when the
+// request gives none.
+func outcomeParams(p *params) (*lease.Outcome, error) {
+	if !p.has(pExitCode) {
+		if p.has(pDuration) {
+			return nil, badRequest("duration goes with exit_code: give the command's exit code too")
+		}
+		return nil, nil
+	}
+	code, err := parseInt("exit_code", p.val[pExitCode])
+	if err != nil {
+		return nil, err
+	}
+	if code < 0 || code > 255 {
+		return nil, badRequest("the exit_code %d is out of range: use 0 to 255", code)
+	}
+	o := &lease.Outcome{ExitCode: int(code)}
+	if p.has(pDuration) {
+		d, err := time.ParseDuration(p.val[pDuration])
+		if err != nil || d < 0 {
+			return nil, badRequest("the duration %q is not one: give how long the command ran, with a unit, like 1m30s or 850ms", clip(p.val[pDuration]))
+		}
+		o.Duration = d
+	}
+	return o, nil
+}
+
+// breakLease ends the current grant of a name whoever holds it: admin
+// access only. The history records who broke it: the token's label, or
+// with auth off the client's address.
+func (s *Server) breakLease(c echo.Context) error {
+	t, err := s.authenticate(c)
+	if err != nil {
+		return err
+	}
+	var p params
+	if err := readParams(c.Request(), breakParams, &p); err != nil {
+		return err
+	}
+	name, err := pathName(c)
+	if err != nil {
+		return err
+	}
+	if err := authorize(t, "name", name, Admin); err != nil {
+		return err
+	}
+	o := lease.BreakOptions{Reason: p.val[pReason]}
+	if !p.has(pReason) || o.Reason == "" {
+		return badRequest("break needs a reason, for the name's history: pass reason")
+	}
+	if p.has(pFence) {
+		if o.Fence, err = parseInt("fence", p.val[pFence]); err != nil {
+			return err
+		}
+		if o.Fence <= 0 {
+			return badRequest("the fence %d is not one Leasehold grants: give a positive integer, or no fence to break the current grant", o.Fence)
+		}
+	}
+	if t != nil {
+		o.By = t.label()
+	} else {
+		o.By = "address " + c.RealIP()
+	}
+	ctx, cancel := s.callCtx(c)
+	r, err := s.b.Break(ctx, name, &o)
+	err = timedOut(ctx, "break", true, err)
+	cancel()
+	if err != nil {
+		return err
+	}
+	s.log.Warn("lease broken", "name", name, "holder", r.Holder, "fence", r.Fence, "by", r.By, "reason", r.Reason)
+	return writeJSON(c, brokenBody{Name: name, Broken: true, Record: wire.NewRecord(r)})
+}
+
+// history answers a name's grants, newest first.
+func (s *Server) history(c echo.Context) error {
+	var p params
+	name, err := s.begin(c, historyParams, Read, &p)
+	if err != nil {
+		return err
+	}
+	limit := 0
+	if p.has(pLimit) {
+		n, err := parseInt("limit", p.val[pLimit])
+		if err != nil {
+			return err
+		}
+		if n < 1 || n > lease.MaxHistory+1 {
+			return badRequest("the limit %d is out of range: use 1 to %d", n, lease.MaxHistory+1)
+		}
+		limit = int(n)
+	}
+	ctx, cancel := s.callCtx(c)
+	recs, err := s.b.History(ctx, name, limit)
+	err = timedOut(ctx, "history", false, err)
+	cancel()
+	if err != nil {
+		return err
+	}
+	body := historyBody{Name: name, History: make([]recordBody, len(recs))}
+	for i := range recs {
+		body.History[i] = wire.NewRecord(&recs[i])
+	}
+	return writeJSON(c, body)
 }
 
 func (s *Server) get(c echo.Context) error {

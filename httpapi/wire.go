@@ -16,6 +16,9 @@ type (
 	limitsBody  = wire.Limits
 	statusBody  = wire.Status
 	errorBody   = wire.Error
+	historyBody = wire.History
+	recordBody  = wire.Record
+	brokenBody  = wire.Broken
 )
 
 func newGrantBody(l *lease.Lease) grantBody { return wire.NewGrant(l) }

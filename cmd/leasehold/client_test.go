@@ -283,7 +283,7 @@ func TestTokenComesFromLEASE_TOKEN(t *testing.T) {
 }
 
 func TestEveryCommandHasHelpWithExamples(t *testing.T) {
-	for _, c := range []string{"serve", "acquire", "renew", "release", "get", "list", "run", "elect", "leader", "health"} {
+	for _, c := range []string{"serve", "acquire", "renew", "release", "get", "list", "run", "elect", "leader", "history", "break", "health"} {
 		r := lh(t, c, "--help")
 		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "leasehold "+c) {
 			t.Errorf("leasehold %s --help: exit %d, want help with examples; got %q", c, r.code, r.stdout)
@@ -407,7 +407,7 @@ func TestNoArgumentsListsEveryCommand(t *testing.T) {
 	if r.code != 64 || r.stdout != "" {
 		t.Errorf("got exit %d, stdout %q; want 64 and nothing on stdout", r.code, r.stdout)
 	}
-	for _, cmd := range []string{"serve", "acquire", "renew", "release", "get", "list", "run <name>", "elect <name>", "leader <name>", "give a command"} {
+	for _, cmd := range []string{"serve", "acquire", "renew", "release", "get", "list", "run <name>", "elect <name>", "leader <name>", "history <name>", "break", "give a command"} {
 		if !strings.Contains(r.stderr, cmd) {
 			t.Errorf("stderr %q does not mention %q", r.stderr, cmd)
 		}

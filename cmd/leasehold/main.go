@@ -39,6 +39,8 @@ type cli struct {
 	Run     runCmd     `cmd:"" help:"Run a command while holding a lease, like flock(1) across machines."`
 	Elect   electCmd   `cmd:"" help:"Campaign for leadership of a name and run a command while leading, like etcdctl elect."`
 	Leader  leaderCmd  `cmd:"" help:"Show the current leader of an election."`
+	History historyCmd `cmd:"" help:"Show a name's last grants: who, when, how each ended."`
+	Break   breakCmd   `cmd:"" help:"End another holder's lease (an operator's override; needs admin access)."`
 	Health  healthCmd  `cmd:"" help:"Exit 0 when the server (or Redis) is ready: for healthchecks."`
 
 	// Version has no LEASEHOLD_VERSION: a variable set to anything, even

@@ -95,6 +95,7 @@ func (c *runCmd) Run(e *env) error {
 		return exitFor(err, c.ConflictExit)
 	}
 
+	started := time.Now()
 	ch, err := startChild(e, c.Command, l)
 	if err != nil {
 		releaseAfter(e.ctx, lc, l, ttl)
@@ -110,7 +111,9 @@ func (c *runCmd) Run(e *env) error {
 	if ch.exitCode() != 0 && !c.HoldOnFailure {
 		keep = 0 // released at once: a failed job may run again in the same period
 	}
-	if err := lease.Finish(fctx, lc, k.Lease(), granted, keep); err != nil {
+	// The name's history says how the command ended (leasehold history).
+	outcome := &lease.Outcome{ExitCode: min(max(ch.exitCode(), 0), 255), Duration: time.Since(started)}
+	if err := lease.FinishWith(fctx, lc, k.Lease(), granted, keep, outcome); err != nil {
 		fmt.Fprintf(e.stderr, "leasehold: after the command: %v\n", err)
 	}
 	if code := ch.exitCode(); code != 0 {

@@ -44,7 +44,9 @@ type serveCmd struct {
 	MaxWait time.Duration `default:"5m" help:"Longest wait an acquire may ask for."`
 	// FenceRetention is lease.Options.FenceRetention.
 	FenceRetention time.Duration `name:"fence-retention" default:"24h" help:"How long a name keeps its last fence after its last grant ends (at least --max-ttl); after it the name costs nothing in Redis and its next fence rests on Redis's clock alone (see docs/engine.md)."`
-	RedisTimeout   time.Duration `default:"2s" help:"Bound of each Redis call; one that runs over is answered 503 backend_unavailable."`
+	// History is lease.Options.History, with 0 for none.
+	History      int           `default:"20" help:"How many ended grants each name keeps in its history (GET /v1/leases/{name}/history, leasehold history), for the fence retention; 0 keeps none. At most 1000."`
+	RedisTimeout time.Duration `default:"2s" help:"Bound of each Redis call; one that runs over is answered 503 backend_unavailable."`
 	// CensusInterval and CensusLimit are httpapi.Options'.
 	CensusInterval time.Duration `default:"15s" help:"How long a scrape of /metrics reuses the census of the leases in Redis (leasehold_leases_held, leasehold_waiters) before it takes a new one; 0 turns the census off."`
 	CensusLimit    int           `default:"10000" help:"Most keys one census lets SCAN look at; past it leasehold_leases_sample_truncated is 1 and the gauges are lower bounds."`
@@ -141,7 +143,7 @@ func (s *serveCmd) Run(e *env) error {
 		}
 	}()
 	log.Info("leasehold serving", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String(), "version", version,
-		"auth", auth != nil, "max_ttl", s.MaxTTL, "max_wait", s.MaxWait, "fence_retention", s.FenceRetention, "redis_timeout", s.RedisTimeout,
+		"auth", auth != nil, "max_ttl", s.MaxTTL, "max_wait", s.MaxWait, "fence_retention", s.FenceRetention, "history", s.History, "redis_timeout", s.RedisTimeout,
 		"redis_autopipeline", s.RedisAutopipeline)
 
 	select {
@@ -219,6 +221,8 @@ func (s *serveCmd) check() error {
 		return errors.New("give --tls-cert and --tls-key together")
 	case s.MaxTTL < lease.MinTTL:
 		return fmt.Errorf("--max-ttl %s is below the smallest TTL, %s", s.MaxTTL, lease.MinTTL)
+	case s.History < 0 || s.History > lease.MaxHistory:
+		return fmt.Errorf("--history %d is out of range: give 0 (keep none) to %d", s.History, lease.MaxHistory)
 	case s.FenceRetention < s.MaxTTL:
 		return fmt.Errorf("--fence-retention %s is shorter than --max-ttl %s: give at least --max-ttl, so that no name forgets its fence while a grant of it may live", s.FenceRetention, s.MaxTTL)
 	case s.MaxWait < 0 || s.RedisTimeout <= 0 || s.ShutdownTimeout <= 0:
@@ -235,7 +239,12 @@ func (s *serveCmd) check() error {
 
 // backend builds the lease engine the flags ask for, and what closes it.
 func (s *serveCmd) backend(log *slog.Logger) (httpapi.Backend, func(), error) {
-	opts := &lease.Options{KeyPrefix: s.KeyPrefix, MaxTTL: s.MaxTTL, MaxWait: s.MaxWait, FenceRetention: s.FenceRetention, NoAutoPipeline: !s.RedisAutopipeline}
+	history := s.History
+	if history == 0 {
+		history = -1 // lease.Options: negative keeps none, 0 is the default
+	}
+	opts := &lease.Options{KeyPrefix: s.KeyPrefix, MaxTTL: s.MaxTTL, MaxWait: s.MaxWait, FenceRetention: s.FenceRetention,
+		NoAutoPipeline: !s.RedisAutopipeline, History: history}
 	switch {
 	case s.Redis != "":
 		o, err := parseRedisURL(s.Redis)

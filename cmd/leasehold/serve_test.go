@@ -377,7 +377,8 @@ func TestServeRedlockRestartDelay(t *testing.T) {
 			}
 		})
 	}
-	ok := serveCmd{MaxTTL: time.Hour, MaxWait: time.Minute, FenceRetention: 24 * time.Hour, RedisTimeout: time.Second, ShutdownTimeout: time.Second, KeyPrefix: "x:"}
+	ok := serveCmd{MaxTTL: time.Hour, MaxWait: time.Minute, FenceRetention: 24 * time.Hour, RedisTimeout: time.Second, ShutdownTimeout: time.Second, KeyPrefix: "x:",
+		CensusLimit: 10000, History: 20}
 	if err := ok.check(); err != nil {
 		t.Errorf("check of sane flags: %v", err)
 	}
@@ -385,6 +386,13 @@ func TestServeRedlockRestartDelay(t *testing.T) {
 	bad.RedlockRestartDelay = new(-time.Second)
 	if err := bad.check(); err == nil || !strings.Contains(err.Error(), "--redlock-restart-delay") {
 		t.Errorf("check with --redlock-restart-delay -1s: got %v, want an error naming it", err)
+	}
+	for _, n := range []int{-1, 1001} { // lease.MaxHistory + 1
+		bad = ok
+		bad.History = n
+		if err := bad.check(); err == nil || !strings.Contains(err.Error(), "--history") {
+			t.Errorf("check with --history %d: got %v, want an error naming it", n, err)
+		}
 	}
 	bad = ok
 	bad.FenceRetention = 30 * time.Minute

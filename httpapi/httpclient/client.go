@@ -54,7 +54,10 @@ type Client struct {
 	undo    lease.Undoer // grants of unknown outcome made with tokens of this Client's making
 }
 
-var _ lease.Interface = (*Client)(nil)
+var (
+	_ lease.Interface = (*Client)(nil)
+	_ lease.Recorder  = (*Client)(nil)
+)
 
 // New returns a Client of the server at baseURL, like
 // "http://127.0.0.1:7070".
@@ -156,6 +159,10 @@ func (c *Client) Settle(ctx context.Context) error { return c.undo.Wait(ctx) }
 
 // Renew extends the lease for the holder of token; see lease.Client.Renew.
 func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duration) (*lease.Lease, error) {
+	return c.renew(ctx, name, token, ttl, nil)
+}
+
+func (c *Client) renew(ctx context.Context, name, token string, ttl time.Duration, o *lease.Outcome) (*lease.Lease, error) {
 	if err := lease.ValidateName(name); err != nil {
 		return nil, err
 	}
@@ -163,6 +170,7 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 	if ttl != 0 {
 		p["ttl"] = ttl.String()
 	}
+	addOutcome(p, o)
 	var g wire.Grant
 	sent := time.Now()
 	if err := c.call(ctx, "renew", http.MethodPost, "/v1/leases/"+name+"/renew", p, 0, &g); err != nil {
@@ -177,11 +185,85 @@ func (c *Client) Renew(ctx context.Context, name, token string, ttl time.Duratio
 
 // Release deletes the lease for the holder of token; see lease.Client.Release.
 func (c *Client) Release(ctx context.Context, name, token string) error {
+	return c.ReleaseWith(ctx, name, token, nil)
+}
+
+// ReleaseWith is Release, and tells the name's history how the holder's
+// work ended (nil: nothing); see lease.Client.ReleaseWith.
+func (c *Client) ReleaseWith(ctx context.Context, name, token string, o *lease.Outcome) error {
 	if err := lease.ValidateName(name); err != nil {
 		return err
 	}
+	p := map[string]string{"token": token}
+	addOutcome(p, o)
 	var r wire.Release
-	return c.call(ctx, "release", http.MethodPost, "/v1/leases/"+name+"/release", map[string]string{"token": token}, 0, &r)
+	return c.call(ctx, "release", http.MethodPost, "/v1/leases/"+name+"/release", p, 0, &r)
+}
+
+// RenewWith is Renew, and keeps o for the history's record of the grant;
+// see lease.Client.RenewWith.
+func (c *Client) RenewWith(ctx context.Context, name, token string, ttl time.Duration, o *lease.Outcome) (*lease.Lease, error) {
+	return c.renew(ctx, name, token, ttl, o)
+}
+
+// addOutcome puts o into a request's parameters.
+func addOutcome(p map[string]string, o *lease.Outcome) {
+	if o != nil {
+		p["exit_code"] = strconv.Itoa(o.ExitCode)
+		p["duration"] = o.Duration.String()
+	}
+}
+
+// Break ends the current grant of name whoever holds it; see
+// lease.Client.Break. The server needs a token with admin access; it
+// records the token (never its secret) as who broke it, whatever opts.By
+// says.
+func (c *Client) Break(ctx context.Context, name string, opts *lease.BreakOptions) (*lease.Record, error) {
+	if err := lease.ValidateName(name); err != nil {
+		return nil, err
+	}
+	var o lease.BreakOptions
+	if opts != nil {
+		o = *opts
+	}
+	p := map[string]string{"reason": o.Reason}
+	if o.Fence != 0 {
+		p["fence"] = strconv.FormatInt(o.Fence, 10)
+	}
+	var b wire.Broken
+	if err := c.call(ctx, "break", http.MethodPost, "/v1/leases/"+name+"/break", p, 0, &b); err != nil {
+		return nil, err
+	}
+	r, err := b.Record.Record(name)
+	if err != nil {
+		return nil, c.malformed("break", err)
+	}
+	return &r, nil
+}
+
+// History answers name's grants, newest first, at most limit (0: all the
+// server keeps); see lease.Client.History.
+func (c *Client) History(ctx context.Context, name string, limit int) ([]lease.Record, error) {
+	if err := lease.ValidateName(name); err != nil {
+		return nil, err
+	}
+	path := "/v1/leases/" + name + "/history"
+	if limit != 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	var b wire.History
+	if err := c.call(ctx, "history", http.MethodGet, path, nil, 0, &b); err != nil {
+		return nil, err
+	}
+	out := make([]lease.Record, 0, len(b.History))
+	for i := range b.History {
+		r, err := b.History[i].Record(name)
+		if err != nil {
+			return nil, c.malformed("history", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // Get reads the lease name, never its token; see lease.Client.Get.

@@ -6,6 +6,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 
@@ -53,6 +54,36 @@ type Verify struct {
 type List struct {
 	Leases     []Lease `json:"leases"`
 	NextCursor string  `json:"next_cursor"`
+}
+
+// Record is one grant of a name's history (GET .../history). EndedAt and
+// Ending are absent for the current grant, ExpiresAt for an ended one;
+// By and Reason are a break's; ExitCode and DurationMs what its holder
+// told of the command it ran (leasehold run).
+type Record struct {
+	Holder     string  `json:"holder"`
+	Fence      int64   `json:"fence"`
+	GrantedAt  string  `json:"granted_at"`
+	Ending     string  `json:"ending"`
+	EndedAt    *string `json:"ended_at,omitempty"`
+	ExpiresAt  *string `json:"expires_at,omitempty"`
+	By         string  `json:"by,omitempty"`
+	Reason     string  `json:"reason,omitempty"`
+	ExitCode   *int    `json:"exit_code,omitempty"`
+	DurationMs *int64  `json:"duration_ms,omitempty"`
+}
+
+// History answers GET /v1/leases/{name}/history: newest first.
+type History struct {
+	Name    string   `json:"name"`
+	History []Record `json:"history"`
+}
+
+// Broken answers POST /v1/leases/{name}/break: the grant it ended.
+type Broken struct {
+	Name   string `json:"name"`
+	Broken bool   `json:"broken"`
+	Record
 }
 
 // Limits answers GET /v1/limits: the server's bounds.
@@ -115,6 +146,48 @@ func (b *Lease) Lease() (*lease.Lease, error) {
 		l.Waiting = b.Waiting
 	}
 	return l, err
+}
+
+// NewRecord is r's body.
+func NewRecord(r *lease.Record) Record {
+	b := Record{Holder: r.Holder, Fence: r.Fence, GrantedAt: FormatTime(r.GrantedAt), Ending: string(r.Ending), By: r.By, Reason: r.Reason}
+	at := FormatTime(r.EndedAt)
+	if r.Ending == lease.Held {
+		b.ExpiresAt = &at
+	} else {
+		b.EndedAt = &at
+	}
+	if o := r.Outcome; o != nil {
+		code, ms := o.ExitCode, o.Duration.Milliseconds()
+		b.ExitCode, b.DurationMs = &code, &ms
+	}
+	return b
+}
+
+// Record reads the body of a record of name.
+func (b *Record) Record(name string) (lease.Record, error) {
+	r := lease.Record{Name: name, Holder: b.Holder, Fence: b.Fence, Ending: lease.Ending(b.Ending), By: b.By, Reason: b.Reason}
+	var err error
+	if r.GrantedAt, err = time.Parse(time.RFC3339Nano, b.GrantedAt); err != nil {
+		return r, err
+	}
+	at := b.EndedAt
+	if at == nil {
+		at = b.ExpiresAt
+	}
+	if at == nil {
+		return r, errors.New("a history record with neither ended_at nor expires_at")
+	}
+	if r.EndedAt, err = time.Parse(time.RFC3339Nano, *at); err != nil {
+		return r, err
+	}
+	if b.ExitCode != nil {
+		r.Outcome = &lease.Outcome{ExitCode: *b.ExitCode}
+		if b.DurationMs != nil {
+			r.Outcome.Duration = time.Duration(*b.DurationMs) * time.Millisecond
+		}
+	}
+	return r, nil
 }
 
 // Marshal encodes v with a trailing newline, as curl users expect, and
