@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 )
 
 // Ending says how a grant in a name's history ended.
@@ -131,22 +129,6 @@ func checkBreak(name string, o *BreakOptions) error {
 	}
 	if o.Fence < 0 {
 		return invalid(CodeInvalidRequest, "the fence %d is negative: give the fence of the grant to break, or none", o.Fence)
-	}
-	return nil
-}
-
-// validateText checks a label of at most max bytes of printable UTF-8.
-func validateText(what, s string, max int) error {
-	if len(s) > max {
-		return invalid(CodeInvalidRequest, "the %s is %d bytes long: use at most %d", what, len(s), max)
-	}
-	if !utf8.ValidString(s) {
-		return invalid(CodeInvalidRequest, "the %s is not valid UTF-8", what)
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) {
-			return invalid(CodeInvalidRequest, "the %s has the unprintable character %U: use printable text", what, r)
-		}
 	}
 	return nil
 }

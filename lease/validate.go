@@ -84,16 +84,19 @@ func ValidateToken(token string) error {
 }
 
 // ValidateHolder checks a holder label: at most 200 bytes of printable UTF-8.
-func ValidateHolder(holder string) error {
-	if len(holder) > MaxHolderLen {
-		return invalid(CodeInvalidRequest, "the holder is %d bytes long: use at most %d", len(holder), MaxHolderLen)
+func ValidateHolder(holder string) error { return validateText("holder", holder, MaxHolderLen) }
+
+// validateText checks a label of at most max bytes of printable UTF-8.
+func validateText(what, s string, max int) error {
+	if len(s) > max {
+		return invalid(CodeInvalidRequest, "the %s is %d bytes long: use at most %d", what, len(s), max)
 	}
-	if !utf8.ValidString(holder) {
-		return invalid(CodeInvalidRequest, "the holder is not valid UTF-8")
+	if !utf8.ValidString(s) {
+		return invalid(CodeInvalidRequest, "the %s is not valid UTF-8", what)
 	}
-	for _, r := range holder {
+	for _, r := range s {
 		if !unicode.IsPrint(r) {
-			return invalid(CodeInvalidRequest, "the holder has the unprintable character %U: use printable text", r)
+			return invalid(CodeInvalidRequest, "the %s has the unprintable character %U: use printable text", what, r)
 		}
 	}
 	return nil
