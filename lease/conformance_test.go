@@ -39,6 +39,11 @@ func TestEmbeddedConformance(t *testing.T) {
 		{"FenceStrictlyIncreases", TestFenceStrictlyIncreases},
 		{"CensusCountsLiveGrantsAndQueuedWaiters", TestCensusCountsLiveGrantsAndQueuedWaiters},
 		{"CensusStopsAtItsLimit", TestCensusStopsAtItsLimit},
+		{"ListPagesThroughEveryLease", TestListPagesThroughEveryLease},
+		{"ListSkipsReleasedAndFenceKeys", TestListSkipsReleasedAndFenceKeys},
+		{"BreakEndsAnyHoldersGrant", TestBreakEndsAnyHoldersGrant},
+		{"HistoryRecordsEveryEnding", TestHistoryRecordsEveryEnding},
+		{"FinishWithTellsTheOutcome", TestFinishWithTellsTheOutcome},
 	} {
 		t.Run(tt.name, tt.fn)
 	}

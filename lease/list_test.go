@@ -14,8 +14,8 @@ func TestListPagesThroughEveryLease(t *testing.T) {
 	c, _ := newClient(t, nil)
 	prefix := uniq(t) + ":"
 	want := map[string]bool{}
-	for i := 0; i < 57; i++ {
-		name := fmt.Sprintf("%sjob-%02d", prefix, i)
+	for i := 0; i < 150; i++ { // a page of 100 is one pipeline of 100 scripts
+		name := fmt.Sprintf("%sjob-%03d", prefix, i)
 		if _, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute, Holder: "h", Metadata: "m"}); err != nil {
 			t.Fatal(err)
 		}

@@ -63,7 +63,7 @@ func Start() (*Store, error) {
 }
 
 // Dial returns a new connection to the store: one end of a net.Pipe whose
-// other end the store serves. Its signature is that of redis.Options.Dialer;
+// other end the store serves, with its writes queued (see queuedConn). Its signature is that of redis.Options.Dialer;
 // network and addr are ignored.
 func (s *Store) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	if err := ctx.Err(); err != nil {
@@ -74,8 +74,92 @@ func (s *Store) Dial(ctx context.Context, network, addr string) (net.Conn, error
 	if s.closed {
 		return nil, ErrClosed // miniredis would start afresh, empty
 	}
-	return s.m.Dial()
+	c, err := s.m.Dial()
+	if err != nil {
+		return nil, err
+	}
+	return newQueuedConn(c), nil
 }
+
+// queuedConn is the client's end of the store's pipe. A net.Pipe has no
+// buffer: a write waits until the other end has read it all. A pipeline
+// writes all its commands before it reads a reply, and the store answers
+// each command as it reads it, so over a bare pipe the store blocked
+// writing a reply nobody read yet while the client blocked writing the
+// rest: a pipeline of 1000 commands failed with "write pipe: i/o timeout"
+// (TestPipelinesDoNotStall), and with it the list of a page of leases.
+// Here a write goes into a queue that a goroutine of the conn's feeds to
+// the pipe, so the client can go on to read; Close ends the goroutine.
+// Write deadlines do not apply (a write never waits); read deadlines do.
+type queuedConn struct {
+	net.Conn
+	mu     sync.Mutex
+	wake   *sync.Cond // signalled when queue grows or closed is set
+	queue  []byte     // written by the client, not yet by the feed
+	err    error      // the pipe's write error: later writes return it
+	closed bool
+	fed    chan struct{} // closed when the feed has returned
+}
+
+func newQueuedConn(c net.Conn) *queuedConn {
+	q := &queuedConn{Conn: c, fed: make(chan struct{})}
+	q.wake = sync.NewCond(&q.mu)
+	go q.feed()
+	return q
+}
+
+func (q *queuedConn) Write(p []byte) (int, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.closed:
+		return 0, net.ErrClosed
+	case q.err != nil:
+		return 0, q.err
+	}
+	q.queue = append(q.queue, p...)
+	q.wake.Signal()
+	return len(p), nil
+}
+
+// feed writes the queue to the pipe until the conn is closed.
+func (q *queuedConn) feed() {
+	defer close(q.fed)
+	for {
+		q.mu.Lock()
+		for len(q.queue) == 0 && !q.closed {
+			q.wake.Wait()
+		}
+		if q.closed {
+			q.mu.Unlock()
+			return
+		}
+		b := q.queue
+		q.queue = nil
+		q.mu.Unlock()
+		if _, err := q.Conn.Write(b); err != nil {
+			q.mu.Lock()
+			q.err = err
+			q.mu.Unlock()
+			return
+		}
+	}
+}
+
+// Close closes the pipe (which ends a feed blocked in a write) and waits
+// for the feed to return.
+func (q *queuedConn) Close() error {
+	q.mu.Lock()
+	q.closed = true
+	q.wake.Signal()
+	q.mu.Unlock()
+	err := q.Conn.Close()
+	<-q.fed
+	return err
+}
+
+func (q *queuedConn) SetDeadline(t time.Time) error    { return q.Conn.SetReadDeadline(t) }
+func (q *queuedConn) SetWriteDeadline(time.Time) error { return nil }
 
 // Options returns the options of a go-redis client of the store: Addr and
 // Dialer are set, the rest is the caller's to fill in.

@@ -103,3 +103,40 @@ func TestPubSubAndScriptsOverPipes(t *testing.T) {
 		t.Errorf("GET k: got %q (%v), want v", got, err)
 	}
 }
+
+// TestPipelinesDoNotStall: a pipeline writes all its commands before it
+// reads a reply. Over a bare net.Pipe that deadlocked once the commands
+// outgrew one write (the store blocks writing the first reply while the
+// client is still writing), so that `GET /v1/leases?limit=100` on the
+// embedded store failed with "write pipe: i/o timeout".
+func TestPipelinesDoNotStall(t *testing.T) {
+	s, err := embedded.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	o := s.Options()
+	o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second
+	rdb := redis.NewClient(o)
+	defer rdb.Close()
+	ctx := context.Background()
+	for _, n := range []int{1, 10, 1000, 20000} {
+		cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i := range n {
+				p.Set(ctx, "key:"+string(rune('a'+i%26)), "a value of some length to fill the pipe", 0)
+			}
+			return nil
+		})
+		if err != nil || len(cmds) != n {
+			t.Fatalf("a pipeline of %d commands: got %d answers, %v", n, len(cmds), err)
+		}
+	}
+	// Big values both ways.
+	big := string(make([]byte, 1<<20))
+	if err := rdb.Set(ctx, "big", big, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := rdb.Get(ctx, "big").Result(); err != nil || len(got) != len(big) {
+		t.Fatalf("a 1 MiB value: got %d bytes, %v", len(got), err)
+	}
+}
