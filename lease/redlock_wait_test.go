@@ -48,6 +48,17 @@ func TestRedlockWaitIsWokenByRelease(t *testing.T) {
 		got <- result{l, err}
 	}()
 	eventually(t, 5*time.Second, "the waiter did not queue on every master", func() bool { return queued(rdbs, "job") == 3 })
+	// Its round may still have a call in flight when the last master
+	// queued it (on a loaded machine one landed inside the window: "ran 1
+	// scripts in 500ms"): count from when 100ms pass without a call.
+	last := evalshas(t, rdbs)
+	eventually(t, 5*time.Second, "the waiter's first round never ended", func() bool {
+		time.Sleep(100 * time.Millisecond)
+		n := evalshas(t, rdbs)
+		settled := n == last
+		last = n
+		return settled
+	})
 	before := evalshas(t, rdbs)
 	time.Sleep(500 * time.Millisecond)
 	if n := evalshas(t, rdbs) - before; n != 0 {
