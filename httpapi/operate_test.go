@@ -45,6 +45,9 @@ func TestBreakAndHistoryOverHTTP(t *testing.T) {
 	if rec.Holder != "cron-2" || rec.Fence != l.Fence || rec.Ending != lease.Broken || !strings.Contains(rec.By, "(auth file line 5)") || strings.Contains(rec.By, adminToken) {
 		t.Errorf("got %+v, want cron-2's grant broken by the admin token's label", rec)
 	}
+	if rec.GrantedAt.IsZero() || rec.EndedAt.Before(rec.GrantedAt) || rec.EndedAt.Sub(rec.GrantedAt) > 5*time.Second {
+		t.Errorf("got granted %v, ended %v: want the broken grant's own start, before its end", rec.GrantedAt, rec.EndedAt)
+	}
 	select {
 	case <-k.Done():
 		if !errors.Is(k.Err(), lease.ErrNotFound) {

@@ -94,7 +94,7 @@ func (c *Client) Break(ctx context.Context, name string, opts *BreakOptions) (*R
 	r := reply(res)
 	switch r.str(0) {
 	case "broken":
-		if err := r.err("break", 7); err != nil {
+		if err := r.err("break", 8); err != nil {
 			return nil, err
 		}
 		if r.int(4) != 0 && r.str(6) == c.id {
@@ -102,7 +102,7 @@ func (c *Client) Break(ctx context.Context, name string, opts *BreakOptions) (*R
 			c.sub.deliver(c.channel(name), r.str(5), r.int(4), r.int(3))
 		}
 		return &Record{
-			Name: name, Holder: r.str(1), Fence: r.int(2), EndedAt: msTime(r.int(3)),
+			Name: name, Holder: r.str(1), Fence: r.int(2), GrantedAt: msTime(r.int(7)), EndedAt: msTime(r.int(3)),
 			Ending: Broken, By: o.By, Reason: o.Reason,
 		}, nil
 	case "not_holder":

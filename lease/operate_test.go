@@ -26,7 +26,8 @@ func TestBreakEndsAnyHoldersGrant(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Break: %v", err)
 	}
-	if rec.Holder != "web-1" || rec.Fence != l.Fence || rec.Ending != lease.Broken || rec.By != "ops-alice" || rec.Reason != "job stuck since 02:00" {
+	if rec.Holder != "web-1" || rec.Fence != l.Fence || rec.Ending != lease.Broken || rec.By != "ops-alice" || rec.Reason != "job stuck since 02:00" ||
+		rec.GrantedAt.Sub(l.ExpiresAt.Add(-l.TTL)).Abs() > time.Second || rec.EndedAt.Before(rec.GrantedAt) {
 		t.Errorf("got %+v, want web-1's grant of fence %d, broken by ops-alice", rec, l.Fence)
 	}
 	// The holder's keeper learns of it at its next renew, well within the TTL.

@@ -16,8 +16,10 @@
 -- ARGV[6]  how many ended grants the history keeps (0: none)
 --
 -- Replies
---   {"broken", holder, fence, now_ms, 0, "", ""}           ended; nobody waited
---   {"broken", holder, fence, now_ms, new_fence, wid, client}
+--   {"broken", holder, fence, now_ms, 0, "", "", granted_ms}
+--                                        ended; nobody waited; granted_ms is
+--                                        when the broken grant began
+--   {"broken", holder, fence, now_ms, new_fence, wid, client, granted_ms}
 --                                        ended, and granted to the waiter wid
 --                                        of the Client client, with new_fence
 --   {"not_holder", holder, fence, pttl_ms, now_ms}  ARGV[1] is not the current
@@ -45,7 +47,7 @@ end
 if ARGV[1] ~= '' and ARGV[1] ~= cur[3] then
   return {'not_holder', cur[4] or '', tonumber(cur[3]), tonumber(cur[2]) - now_ms, now_ms}
 end
-local holder, fence = cur[4] or '', tonumber(cur[3])
+local holder, fence, granted = cur[4] or '', tonumber(cur[3]), tonumber(granted_at(cur))
 if cur[7] then
   local got, err = hand_over(cur, ARGV[5], ARGV[4])
   if err then
@@ -53,9 +55,9 @@ if cur[7] then
   end
   if got then
     record(cur, 'broken', now_ms, ARGV[4], ARGV[3], ARGV[2]) -- common.lua
-    return {'broken', holder, fence, now_ms, got[4], got[1], got[2]}
+    return {'broken', holder, fence, now_ms, got[4], got[1], got[2], granted}
   end
 end
 record(cur, 'broken', now_ms, ARGV[4], ARGV[3], ARGV[2])
 end_grant(ARGV[4]) -- common.lua
-return {'broken', holder, fence, now_ms, 0, '', ''}
+return {'broken', holder, fence, now_ms, 0, '', '', granted}

@@ -265,9 +265,9 @@ func TestBreak(t *testing.T) {
 	t.Run("broken", func(t *testing.T) {
 		fresh(t, rdb)
 		r := acquireH(t, rdb, tokA, "a", 5000, 20)
-		f := r[1].(int64)
+		f, granted := r[1].(int64), r[2].(int64)
 		r = breakH(t, rdb, "", "stuck job", "ops", 20)
-		if want := []any{"broken", "a", f, "<int>", int64(0), "", ""}; !reflect.DeepEqual(shape(r, 3), want) {
+		if want := []any{"broken", "a", f, "<int>", int64(0), "", "", granted}; !reflect.DeepEqual(shape(r, 3), want) {
 			t.Fatalf("got %v, want %v", r, want)
 		}
 		now := r[3].(int64)
@@ -326,7 +326,7 @@ func TestBreak(t *testing.T) {
 		join(t, rdb, b, 0)
 		sub := subscribe(t, rdb, b, "p")
 		r = breakH(t, rdb, "", "r", "ops", 20)
-		if len(r) != 7 || r[0] != "broken" || r[2] != f || r[5] != b.wid || r[6] != b.client {
+		if len(r) != 8 || r[0] != "broken" || r[2] != f || r[5] != b.wid || r[6] != b.client {
 			t.Fatalf("got %v, want broken and handed to %s", r, b.wid)
 		}
 		nf := r[4].(int64)
