@@ -35,8 +35,16 @@ func TestFenceRetentionLeavesNothing(t *testing.T) {
 		wg.Go(func() {
 			for i := range next {
 				name := "ret:" + strconv.Itoa(i)
-				l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: 100 * time.Millisecond})
-				if err == nil && i%10 != 0 { // every tenth expires rather than being released
+				// Every tenth expires rather than being released; the
+				// others live 1s, so that a release on a loaded machine
+				// (-race, 64 goroutines) comes before their expiry: with
+				// 100ms, 29 of 20,000 did not ("not found").
+				ttl := time.Second
+				if i%10 == 0 {
+					ttl = 100 * time.Millisecond
+				}
+				l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: ttl})
+				if err == nil && i%10 != 0 {
 					err = c.Release(ctx, name, l.Token)
 				}
 				if err != nil {
