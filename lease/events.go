@@ -54,7 +54,7 @@ var ErrEventsUnsupported = errors.New("lease: events are not supported on a Redi
 const (
 	eventsTTL     = time.Minute
 	eventsRefresh = 20 * time.Second
-	eventsBlock   = 5 * time.Second // one XREAD BLOCK; ctx ends the wait sooner
+	eventsBlock   = time.Second // one XREAD BLOCK: a Watch ends at most this long after its ctx
 )
 
 // Watch streams the events of the names that start with prefix ("" for

@@ -231,10 +231,10 @@ type Client struct {
 	// hist is how many ended grants a name's history keeps (0: none),
 	// boxed once for the scripts.
 	hist    any
-	sharded bool        // Redis Cluster: announce with SPUBLISH
+	sharded bool // Redis Cluster: announce with SPUBLISH
 	// events is the events stream, PREFIX + "events" (see Watch).
 	events string
-	sub     *subscriber // waiters' subscriptions to their hand-overs
+	sub    *subscriber // waiters' subscriptions to their hand-overs
 	// announce is the scripts' "how to tell a waiter", boxed once: "s"
 	// (SPUBLISH) when sharded, else "p" (PUBLISH).
 	announce any

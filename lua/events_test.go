@@ -234,6 +234,6 @@ func parseStats(info string) map[string]int64 {
 	return out
 }
 
-func splitLines(s string) []string { return strings.Split(strings.ReplaceAll(s, "\r", ""), "\n") }
+func splitLines(s string) []string             { return strings.Split(strings.ReplaceAll(s, "\r", ""), "\n") }
 func cut(s, sep string) (string, string, bool) { return strings.Cut(s, sep) }
-func cutPrefix(s, p string) (string, bool)   { return strings.CutPrefix(s, p) }
+func cutPrefix(s, p string) (string, bool)     { return strings.CutPrefix(s, p) }
