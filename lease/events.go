@@ -76,6 +76,9 @@ func (c *Client) Watch(ctx context.Context, prefix, after string) (<-chan Event,
 	if err := ValidatePrefix(prefix); err != nil {
 		return nil, err
 	}
+	if after != "" && after != "$" && !validID(after) {
+		return nil, invalid(CodeInvalidRequest, "the event id %q is not a stream id (MS-SEQ)", after)
+	}
 	if err := c.keepEvents(ctx); err != nil {
 		return nil, c.backendErr("watch", false, err)
 	}
@@ -120,9 +123,6 @@ func (c *Client) resolveAfter(ctx context.Context, after string) (string, bool, 
 			return "0-0", false, err
 		}
 		return last[0].ID, false, nil
-	}
-	if !validID(after) {
-		return "", false, invalid(CodeInvalidRequest, "the event id %q is not a stream id", after)
 	}
 	if after == "0" || after == "0-0" {
 		return "0-0", false, nil
@@ -249,4 +249,20 @@ func (c *Client) CheckExpiry(ctx context.Context, name string, fence int64) (boo
 		return false, nil
 	}
 	return false, r.unexpected("expire")
+}
+
+// Watch streams the events of the first master only (Client.Watch): the
+// others write their own streams while watched, which nobody reads. An
+// event of the first master is what that master did, not what the quorum
+// decided: a grant that master made may have missed quorum, and one it
+// missed is not told.
+func (r *Redlock) Watch(ctx context.Context, prefix, after string) (<-chan Event, error) {
+	return r.nodes[0].Watch(ctx, prefix, after)
+}
+
+// CheckExpiry records an expired grant on the first master only
+// (Client.CheckExpiry); the others record it when a script next touches
+// the name there.
+func (r *Redlock) CheckExpiry(ctx context.Context, name string, fence int64) (bool, error) {
+	return r.nodes[0].CheckExpiry(ctx, name, fence)
 }
