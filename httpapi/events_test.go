@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/leasehold/leasehold/httpapi"
 	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/internal/wire"
 	"github.com/leasehold/leasehold/lease"
@@ -230,6 +231,55 @@ func TestEventsAuth(t *testing.T) {
 		t.Errorf("a token of prefixes, all names: got %d, want 403", r.status)
 	}
 	ch, cancel := stream(t, a, "/v1/events?prefix=jobs:", "Authorization: Bearer "+writerToken)
+	cancel()
+	for range ch {
+	}
+}
+
+// The HTTP client reads the stream into lease events, and resumes.
+func TestClientEvents(t *testing.T) {
+	e := newEnv(t, nil)
+	c := httpapi.NewClient(e.ts.URL, nil)
+	name := uniq(t)
+	ctx, cancel := context.WithCancel(bg)
+	defer cancel()
+	ch, err := c.Events(ctx, name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Acquire(bg, name, &lease.AcquireOptions{TTL: 20 * time.Second, Holder: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Release(bg, name, l.Token); err != nil {
+		t.Fatal(err)
+	}
+	recv := func(ch <-chan lease.Event) lease.Event {
+		select {
+		case ev := <-ch:
+			return ev
+		case <-time.After(3 * time.Second):
+			t.Fatal("no event within 3s")
+		}
+		return lease.Event{}
+	}
+	g, r := recv(ch), recv(ch)
+	if g.Kind != lease.Granted || g.Name != name || g.Holder != "h" || g.Fence != l.Fence || g.TTL != 20*time.Second || g.At.IsZero() {
+		t.Errorf("got %+v, want granted of fence %d", g, l.Fence)
+	}
+	if r.Kind != lease.ReleasedKind || r.Fence != l.Fence {
+		t.Errorf("got %+v, want released", r)
+	}
+	ch2, err := c.Events(ctx, name, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := recv(ch2); ev.ID != r.ID {
+		t.Errorf("resumed: got %+v, want the release %s", ev, r.ID)
+	}
+	if _, err := c.Events(ctx, name, "nope"); err == nil {
+		t.Error("a bad id: got no error")
+	}
 	cancel()
 	for range ch {
 	}
