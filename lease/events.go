@@ -14,8 +14,9 @@ import (
 type Kind string
 
 // The kinds of Event. Missed is no change of a lease: it says that events
-// between the id Watch was given and the first it delivers are gone from
-// the stream's bounded window (EventWindow).
+// between the id Watch was given and the first it delivers may be lost:
+// the stream no longer holds that id (its bounded window, EventWindow,
+// passed it, or the stream went away with its last watcher).
 const (
 	Granted      Kind = "granted"
 	Renewed      Kind = "renewed" // also an idempotent re-acquire
@@ -60,10 +61,10 @@ const (
 // Watch streams the events of the names that start with prefix ("" for
 // all) after the stream id after: "$" or "" for new events only, "0" for
 // all the stream still holds. The events come in the order they happened,
-// on the channel, which closes when ctx ends or Redis fails (then err
-// says why through no value: the caller watches anew, after the last ID
-// it got). When after is an id the stream no longer holds and older than
-// its oldest entry, the first event is a Missed one.
+// on the channel, which closes when ctx ends (within a second) or Redis
+// fails: the caller watches anew, after the last ID it got. When after is
+// an id the stream no longer holds (the window passed it, or the stream
+// went away with its last watcher), the first event is a Missed one.
 //
 // Events are written only while someone watches: the stream key exists
 // only while a Watch keeps it alive (it creates it, and sets it to expire
@@ -127,13 +128,12 @@ func (c *Client) resolveAfter(ctx context.Context, after string) (string, bool, 
 	if after == "0" || after == "0-0" {
 		return "0-0", false, nil
 	}
-	first, err := boundedCall(ctx, func() ([]redis.XMessage, error) { return c.rdb.XRangeN(ctx, c.events, "-", "+", 1).Result() })
-	if err != nil || len(first) == 0 || !idLess(after, first[0].ID) {
-		return after, false, err
-	}
-	// after is older than the oldest entry: it was trimmed, and so may
-	// the events after it.
-	return after, true, nil
+	// The id a watcher resumes after is the last event it got: while the
+	// stream holds it, nothing after it is lost. Gone, it was trimmed (the
+	// window passed it) or the stream went away with its last watcher, and
+	// events after it may be lost too.
+	at, err := boundedCall(ctx, func() ([]redis.XMessage, error) { return c.rdb.XRangeN(ctx, c.events, after, after, 1).Result() })
+	return after, err == nil && len(at) == 0, err
 }
 
 // validID says whether id is a stream id, MS or MS-SEQ.
@@ -148,19 +148,6 @@ func validID(id string) bool {
 		}
 	}
 	return true
-}
-
-// idLess says whether stream id a comes before b (both valid).
-func idLess(a, b string) bool {
-	parse := func(id string) (uint64, uint64) {
-		ms, seq, _ := strings.Cut(id, "-")
-		m, _ := strconv.ParseUint(ms, 10, 64)
-		s, _ := strconv.ParseUint(seq, 10, 64)
-		return m, s
-	}
-	am, as := parse(a)
-	bm, bs := parse(b)
-	return am < bm || am == bm && as < bs
 }
 
 // watch reads the stream after the id after until ctx ends, keeping it
