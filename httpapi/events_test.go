@@ -194,6 +194,9 @@ func TestEventsExpiredOnTime(t *testing.T) {
 func TestEventsEndOnStop(t *testing.T) {
 	e := newEnv(t, nil)
 	ch, _ := stream(t, e, "/v1/events?prefix="+uniq(t))
+	if m := e.do("GET", "/metrics", ""); !strings.Contains(string(m.body), "\nleasehold_event_streams 1\n") {
+		t.Errorf("got no leasehold_event_streams 1 in /metrics with one stream connected")
+	}
 	e.srv.Stop()
 	select {
 	case _, ok := <-ch:
