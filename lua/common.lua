@@ -1,5 +1,6 @@
 -- common: what every script that writes a lease shares (package lua puts
--- this file in front of acquire.lua, release.lua, leave.lua and renew.lua).
+-- this file in front of acquire.lua, release.lua, leave.lua, renew.lua,
+-- break.lua and expire.lua).
 --
 -- A name is one hash, PREFIX{NAME} (KEYS[1]):
 --   t  token of the grant         e  its expiry, Redis TIME in ms
