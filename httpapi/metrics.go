@@ -16,6 +16,7 @@ type metrics struct {
 	releases   prometheus.Counter
 	waits      *prometheus.CounterVec // result
 	waiting    prometheus.Gauge
+	streams    prometheus.Gauge // event streams connected
 	expired    prometheus.Counter
 }
 
@@ -55,12 +56,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "leasehold_waiting_acquires",
 			Help: "Acquires waiting now.",
 		}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "leasehold_event_streams",
+			Help: "Event streams (GET /v1/events) connected now.",
+		}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "leasehold_expirations_observed_total",
 			Help: "Renews and releases that found their lease gone (404 not_found): it had expired, or was already released. Expiries nobody asks about are not seen.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.grants, m.conflicts, m.renewFails, m.releases, m.waits, m.waiting, m.expired} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.grants, m.conflicts, m.renewFails, m.releases, m.waits, m.waiting, m.streams, m.expired} {
 		f(c)
 	}
 	return m

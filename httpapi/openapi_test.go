@@ -106,6 +106,7 @@ func TestOpenAPIMatchesEveryRouteAndError(t *testing.T) {
 		{env: e, method: "GET", path: "/v1/leases/" + strings.Repeat("n", 300), status: 400, code: "invalid_name"},
 		{env: e, method: "GET", path: "/v1/leases?prefix=" + name + "&limit=5", status: 200},
 		{env: e, method: "GET", path: "/v1/leases?limit=0", status: 400, code: "invalid_request"},
+		{env: e, method: "GET", path: "/v1/events?last_event_id=x", status: 400, code: "invalid_request"},
 		{env: e, method: "POST", path: base + "/release?token=someone-elses-token-000", status: 409, code: "not_holder"},
 		{env: e, method: "POST", path: base + "/release", body: `{"token":"` + tok + `","exit_code":0,"duration":"1.5s"}`, status: 200},
 		{env: e, method: "POST", path: base + "/release?token=" + tok, status: 404, code: "not_found"},

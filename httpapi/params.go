@@ -29,10 +29,11 @@ const (
 	pReason
 	pExitCode
 	pDuration
+	pLastEventID
 	nParams
 )
 
-var paramNames = [nParams]string{"ttl", "holder", "token", "metadata", "wait", "fence", "prefix", "limit", "cursor", "reason", "exit_code", "duration"}
+var paramNames = [nParams]string{"ttl", "holder", "token", "metadata", "wait", "fence", "prefix", "limit", "cursor", "reason", "exit_code", "duration", "last_event_id"}
 
 // numeric marks the parameters that a JSON body may give as a number: the
 // durations (so that a bare 30 answers "needs a unit", not "must be a
@@ -48,6 +49,7 @@ const (
 	historyParams = 1 << pLimit
 	verifyParams  = 1<<pFence | 1<<pToken
 	listParams    = 1<<pPrefix | 1<<pLimit | 1<<pCursor
+	eventsParams  = 1<<pPrefix | 1<<pLastEventID
 	noParams      = 0
 	allParams     = 1<<nParams - 1
 )

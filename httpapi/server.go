@@ -112,6 +112,9 @@ type Server struct {
 
 	// undo releases grants whose client went away before it was answered.
 	undo lease.Undoer
+
+	// expiry records expiries on time while event streams are connected.
+	expiry expiryWatcher
 }
 
 // New returns a Server over b.
@@ -140,6 +143,7 @@ func New(b Backend, opts *Options) *Server {
 		redisTimeout: o.RedisTimeout, routes: map[string]*routeSeries{},
 	}
 	s.stopping, s.stop = context.WithCancel(context.Background())
+	s.expiry.s = s
 	s.sampled = newSampled(s, o.CensusInterval, o.CensusLimit)
 	o.Registry.MustRegister(s.sampled)
 
@@ -159,6 +163,7 @@ func New(b Backend, opts *Options) *Server {
 	add(http.MethodGet, "/v1/leases/:name/history", s.history)
 	add(http.MethodGet, "/v1/leases/:name", s.get)
 	add(http.MethodGet, "/v1/leases", s.list)
+	add(http.MethodGet, "/v1/events", s.events)
 	add(http.MethodGet, "/v1/limits", s.limits)
 	add(http.MethodGet, "/healthz", s.healthz)
 	add(http.MethodGet, "/readyz", s.readyz)

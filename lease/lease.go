@@ -59,12 +59,13 @@ import (
 // Scripts, compiled once. They run with EVALSHA and fall back to EVAL on
 // NOSCRIPT, so a restart, failover or SCRIPT FLUSH heals itself.
 var (
-	acquireScript = newScript(lua.Acquire, 3)
-	renewScript   = newScript(lua.Renew, 1)
-	releaseScript = newScript(lua.Release, 3)
-	leaveScript   = newScript(lua.Leave, 3)
+	acquireScript = newScript(lua.Acquire, 4)
+	renewScript   = newScript(lua.Renew, 2)
+	releaseScript = newScript(lua.Release, 4)
+	leaveScript   = newScript(lua.Leave, 4)
 	inspectScript = newScript(lua.Inspect, 2)
-	breakScript   = newScript(lua.Break, 3)
+	breakScript   = newScript(lua.Break, 4)
+	expireScript  = newScript(lua.Expire, 4)
 	historyScript = newScript(lua.History, 2)
 )
 
@@ -230,8 +231,10 @@ type Client struct {
 	// hist is how many ended grants a name's history keeps (0: none),
 	// boxed once for the scripts.
 	hist    any
-	sharded bool        // Redis Cluster: announce with SPUBLISH
-	sub     *subscriber // waiters' subscriptions to their hand-overs
+	sharded bool // Redis Cluster: announce with SPUBLISH
+	// events is the events stream, PREFIX + "events" (see Watch).
+	events string
+	sub    *subscriber // waiters' subscriptions to their hand-overs
 	// announce is the scripts' "how to tell a waiter", boxed once: "s"
 	// (SPUBLISH) when sharded, else "p" (PUBLISH).
 	announce any
@@ -282,6 +285,7 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 	_, c.sharded = rdb.(*redis.ClusterClient)
 	c.deadlines = honoursDeadlines(rdb)
 	c.announce = "p"
+	c.events = c.prefix + "events"
 	if c.sharded {
 		c.announce = "s"
 	}
@@ -332,7 +336,7 @@ func (c *Client) LoadScripts(ctx context.Context) error {
 }
 
 func (c *Client) loadScripts(ctx context.Context) error {
-	for _, s := range []*script{acquireScript, renewScript, releaseScript, leaveScript, inspectScript, raiseScript, breakScript, historyScript} {
+	for _, s := range []*script{acquireScript, renewScript, releaseScript, leaveScript, inspectScript, raiseScript, breakScript, historyScript, expireScript} {
 		if err := s.Load(ctx, c.rdb).Err(); err != nil {
 			return c.backendErr("load scripts", false, err)
 		}
@@ -342,7 +346,7 @@ func (c *Client) loadScripts(ctx context.Context) error {
 
 // Ping checks that Redis answers and that the scripts are loaded.
 func (c *Client) Ping(ctx context.Context) error {
-	shas := []string{acquireScript.Hash(), renewScript.Hash(), releaseScript.Hash(), leaveScript.Hash(), inspectScript.Hash(), raiseScript.Hash(), breakScript.Hash(), historyScript.Hash()}
+	shas := []string{acquireScript.Hash(), renewScript.Hash(), releaseScript.Hash(), leaveScript.Hash(), inspectScript.Hash(), raiseScript.Hash(), breakScript.Hash(), historyScript.Hash(), expireScript.Hash()}
 	loaded, err := boundedCall(ctx, func() ([]bool, error) { return c.rdb.ScriptExists(ctx, shas...).Result() })
 	if err != nil {
 		return c.backendErr("ping", false, err)
@@ -364,6 +368,17 @@ func (c *Client) keys(name string) (key, queue, hist string) {
 	queue = c.prefix + "{" + name + "}:q"
 	key = queue[:len(queue)-len(":q")]
 	return key, queue, key + ":h"
+}
+
+// eventsKey is the events key the scripts that change name's grant get
+// (key is name's hash): the prefix's stream; on a Cluster, where that
+// stream lives in another slot than the name, a key of the name's slot
+// that nobody creates, so that they write no events (see Watch).
+func (c *Client) eventsKey(key string) string {
+	if c.sharded {
+		return key + ":e"
+	}
+	return c.events
 }
 
 // channel is the pub/sub channel on which a hand-over of name to one of
@@ -483,14 +498,14 @@ func (c *Client) tryAcquire(ctx context.Context, name string, o *AcquireOptions,
 func (c *Client) runAcquire(ctx context.Context, key, queue, hist string, o *AcquireOptions, w *waiter) ([]any, error) {
 	ttl := o.TTL.Milliseconds()
 	if w == nil {
-		return c.run(ctx, acquireScript, key, queue, hist, o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce, c.hist)
+		return c.run(ctx, acquireScript, key, queue, hist, c.eventsKey(key), o.Token, o.Holder, o.Metadata, ttl, c.retention, "", c.announce, c.hist)
 	}
 	rejoin := "0"
 	if w.attempted {
 		rejoin = "1"
 	}
 	w.attempted = true
-	return c.run(ctx, acquireScript, key, queue, hist, o.Token, o.Holder, o.Metadata, ttl, c.retention,
+	return c.run(ctx, acquireScript, key, queue, hist, c.eventsKey(key), o.Token, o.Holder, o.Metadata, ttl, c.retention,
 		w.entry, c.announce, c.hist, (o.Wait + queueSlack).Milliseconds(), rejoin)
 }
 
@@ -522,10 +537,12 @@ func (c *Client) renew(ctx context.Context, name, token string, ttl time.Duratio
 	var res []any
 	var err error
 	if o == nil {
-		res, err = c.run(ctx, renewScript, c.key(name), token, ttl.Milliseconds(), c.retention)
+		key := c.key(name)
+		res, err = c.run(ctx, renewScript, key, c.eventsKey(key), token, ttl.Milliseconds(), c.retention)
 	} else {
 		code, dur := outcomeArgs(o)
-		res, err = c.run(ctx, renewScript, c.key(name), token, ttl.Milliseconds(), c.retention, code, dur)
+		key := c.key(name)
+		res, err = c.run(ctx, renewScript, key, c.eventsKey(key), token, ttl.Milliseconds(), c.retention, code, dur)
 	}
 	if err != nil {
 		return nil, c.backendErr("renew", true, err)
@@ -564,7 +581,7 @@ func (c *Client) release(ctx context.Context, name, token string, o *Outcome) er
 	}
 	key, queue, hist := c.keys(name)
 	code, dur := outcomeArgs(o)
-	res, err := c.run(ctx, releaseScript, key, queue, hist, token, c.retention, c.announce, c.hist, code, dur)
+	res, err := c.run(ctx, releaseScript, key, queue, hist, c.eventsKey(key), token, c.retention, c.announce, c.hist, code, dur)
 	if err != nil {
 		return c.backendErr("release", true, err)
 	}
@@ -606,7 +623,7 @@ func (c *Client) leave(ctx context.Context, name string, w *waiter) error {
 		token = ""
 	}
 	key, queue, hist := c.keys(name)
-	res, err := c.run(ctx, leaveScript, key, queue, hist, token, w.entry, c.retention, c.announce, c.hist)
+	res, err := c.run(ctx, leaveScript, key, queue, hist, c.eventsKey(key), token, w.entry, c.retention, c.announce, c.hist)
 	if err != nil {
 		return c.backendErr("leave", true, err)
 	}

@@ -87,7 +87,7 @@ func (c *Client) Break(ctx context.Context, name string, opts *BreakOptions) (*R
 		fence = strconv.FormatInt(o.Fence, 10)
 	}
 	key, queue, hist := c.keys(name)
-	res, err := c.run(ctx, breakScript, key, queue, hist, fence, o.Reason, o.By, c.retention, c.announce, c.hist)
+	res, err := c.run(ctx, breakScript, key, queue, hist, c.eventsKey(key), fence, o.Reason, o.By, c.retention, c.announce, c.hist)
 	if err != nil {
 		return nil, c.backendErr("break", true, err)
 	}

@@ -5,6 +5,7 @@
 -- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
 -- KEYS[3]  the name's history, PREFIX{NAME}:h
+-- KEYS[4]  the events stream, PREFIX + "events" (see common.lua)
 -- ARGV[1]  token of the caller
 -- ARGV[2]  holder label ("" for none)
 -- ARGV[3]  metadata ("" for none)
@@ -23,6 +24,9 @@
 --          entry is gone (position -2)
 --
 -- A grant found expired goes into the history first (record_expiry).
+-- Events: granted for a new grant (the caller's, or a waiter's that a
+-- hand-over made), renewed for an idempotent re-grant, expired for a
+-- grant found expired.
 -- A free lease with waiters goes to the queue's head first (hand_over), so
 -- nobody overtakes a waiter; then the caller is answered as for a held one.
 --
@@ -43,6 +47,7 @@
 local token, holder, metadata, ttl, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local entry = ARGV[6] or ''
 hist_max = tonumber(ARGV[8]) or 0 -- common.lua
+events_key = KEYS[4] -- common.lua
 local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms -- an e that is no number: no grant
 if cur[1] and not live then
@@ -67,6 +72,7 @@ if live and cur[1] == token then
     redis.call('HDEL', KEYS[1], unpack(stale))
   end
   redis.call('PEXPIREAT', KEYS[1], e + tonumber(retention))
+  emit('renewed', now_ms, cur[3], holder, ttl) -- common.lua
   return {'granted', tonumber(cur[3]), now_ms, 1}
 end
 
@@ -94,6 +100,7 @@ if not live and not busy then
     return redis.error_reply(fd)
   end
   grant(cur, token, holder, metadata, ttl, fd, retention)
+  emit('granted', now_ms, fd, holder, ttl)
   return {'granted', fence, now_ms, 0}
 end
 

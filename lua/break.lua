@@ -8,6 +8,7 @@
 -- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
 -- KEYS[3]  the name's history, PREFIX{NAME}:h
+-- KEYS[4]  the events stream, PREFIX + "events" (see common.lua)
 -- ARGV[1]  the fence of the grant to break, or "" for whichever is current
 -- ARGV[2]  the reason (printable text, checked by the caller)
 -- ARGV[3]  who breaks it (a label of the caller's, "" for none)
@@ -27,7 +28,11 @@
 --   {"not_found"}                        no live grant (an expired one goes
 --                                        into the history, as expired)
 --   an error reply, nothing changed: the fence is corrupt
+--
+-- Events: broken (by, reason), then granted for a waiter's grant; expired
+-- for a grant found expired.
 hist_max = tonumber(ARGV[6]) or 0 -- common.lua
+events_key = KEYS[4] -- common.lua
 local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
 if not live then
@@ -48,8 +53,11 @@ if ARGV[1] ~= '' and ARGV[1] ~= cur[3] then
   return {'not_holder', cur[4] or '', tonumber(cur[3]), tonumber(cur[2]) - now_ms, now_ms}
 end
 local holder, fence, granted = cur[4] or '', tonumber(cur[3]), tonumber(granted_at(cur))
+local function ended()
+  emit('broken', now_ms, cur[3], cur[4], nil, ARGV[3], ARGV[2]) -- common.lua
+end
 if cur[7] then
-  local got, err = hand_over(cur, ARGV[5], ARGV[4])
+  local got, err = hand_over(cur, ARGV[5], ARGV[4], ended)
   if err then
     return redis.error_reply(err)
   end
@@ -57,6 +65,8 @@ if cur[7] then
     record(cur, 'broken', now_ms, ARGV[4], ARGV[3], ARGV[2]) -- common.lua
     return {'broken', holder, fence, now_ms, got[4], got[1], got[2], granted}
   end
+else
+  ended()
 end
 record(cur, 'broken', now_ms, ARGV[4], ARGV[3], ARGV[2])
 end_grant(ARGV[4]) -- common.lua

@@ -1,5 +1,6 @@
 -- common: what every script that writes a lease shares (package lua puts
--- this file in front of acquire.lua, release.lua, leave.lua and renew.lua).
+-- this file in front of acquire.lua, release.lua, leave.lua, renew.lua,
+-- break.lua and expire.lua).
 --
 -- A name is one hash, PREFIX{NAME} (KEYS[1]):
 --   t  token of the grant         e  its expiry, Redis TIME in ms
@@ -31,6 +32,18 @@
 -- as its time, and the grant's t goes then so that it is recorded once;
 -- until then a read of the history (history.lua) shows it as expired.
 --
+-- The events stream PREFIX + "events" (the script's events key, KEYS[4];
+-- renew's KEYS[2]) is shared by all names of the prefix: each change of a
+-- grant adds one entry, XADD MAXLEN ~ 10000, with fields
+--   k kind (granted, renewed, released, expired, broken)
+--   n name   f fence   t when, Redis TIME in ms (an expiry's: the grant's e)
+--   h holder, l ttl_ms (granted, renewed), b by, r reason (broken), each
+--   only when not empty
+-- and never a token. Only while the key exists: a watcher keeps it alive
+-- (lease.Client.Watch), so that with none a script pays one EXISTS. On a
+-- Redis Cluster the caller gives a key of the name's own slot that nobody
+-- creates (PREFIX{NAME}:e), so no event is written there.
+--
 -- The queue is a list of waiters in arrival order, each entry
 --   wid "\n" client "\n" ttl_ms "\n" token "\n" holder "\n" metadata
 -- (wid and client are ids of the waiter and of its Client, ttl digits, the
@@ -58,6 +71,39 @@ local FIELDS = {'t', 'e', 'f', 'h', 'm', 'q', 'w', 'c', 'g', 'x', 'd'}
 -- hist_max is how many ended grants the history keeps; each script that
 -- ends grants sets it from its ARGV.
 local hist_max = 0
+
+-- events_key is the events stream (see above), set by each script that
+-- changes a grant; events_on caches whether it exists (nil: not asked).
+local events_key = nil
+local events_on = nil
+
+-- watched says whether anyone watches the events: the stream exists. It
+-- asks Redis once per script call.
+local function watched()
+  if events_on == nil then
+    events_on = events_key ~= nil and events_key ~= '' and redis.call('EXISTS', events_key) == 1
+  end
+  return events_on
+end
+
+-- emit adds an event of the name of KEYS[1] to the stream while anyone
+-- watches: kind, at (ms), fence (digits or a number), and holder, ttl,
+-- by, reason when not nil or "".
+local function emit(kind, at, fence, holder, ttl, by, reason)
+  if not watched() then
+    return
+  end
+  local prefix = string.sub(events_key, 1, #events_key - #'events')
+  local ev = {'k', kind, 'n', string.sub(KEYS[1], #prefix + 2, -2), 'f', tostring(fence or ''), 't', tostring(at)}
+  if type(fence) == 'number' then ev[6] = string.format('%.0f', fence) end
+  if type(at) == 'number' then ev[8] = string.format('%.0f', at) end
+  for _, kv in ipairs({{'h', holder}, {'l', ttl}, {'b', by}, {'r', reason}}) do
+    if kv[2] and kv[2] ~= '' then
+      ev[#ev + 1] = kv[1]; ev[#ev + 1] = tostring(kv[2])
+    end
+  end
+  redis.call('XADD', events_key, 'MAXLEN', '~', '10000', '*', unpack(ev))
+end
 
 -- digits prints an integer exactly: tostring() would print 1.7e+15.
 local function digits(n)
@@ -145,13 +191,14 @@ local function record(cur, kind, ended, retention, by, reason, code, dur)
 end
 
 -- record_expiry records the grant in cur as expired, at its expiry, when it
--- has one that has passed, and drops its token so that no later script
--- records it again (cur[1] becomes nil); with no history kept it changes
+-- has one that has passed (in the history, and as an expired event), and
+-- drops its token so that no later script records it again (cur[1]
+-- becomes nil); with no history kept and nobody watching it changes
 -- nothing. It returns nil, or, changing
 -- nothing, a message when the fence is corrupt (see next_fence), so that
 -- a script that fails on it after this has changed nothing either.
 local function record_expiry(cur, retention)
-  if hist_max <= 0 or not cur[1] or (tonumber(cur[2]) or 0) > now_ms then
+  if not cur[1] or (tonumber(cur[2]) or 0) > now_ms or (hist_max <= 0 and not watched()) then
     return nil
   end
   local ok, err = next_fence(cur[3], cur[8])
@@ -159,6 +206,7 @@ local function record_expiry(cur, retention)
     return err
   end
   record(cur, 'expired', tonumber(cur[2]) or now_ms, retention)
+  emit('expired', tonumber(cur[2]) or now_ms, cur[3], cur[4])
   redis.call('HDEL', KEYS[1], 't')
   cur[1] = nil
   return nil
@@ -174,7 +222,10 @@ local function announce(how, channel, msg)
 end
 
 -- hand_over gives the free lease (cur as for grant) to the queue's first
--- waiter whose client still listens, dropping the ones before it. It
+-- waiter whose client still listens, dropping the ones before it; ended,
+-- when not nil, is called first, once the fence is known good (it emits
+-- the end of the grant that frees the lease, so that events come in the
+-- order of what happened), and the new grant is emitted as granted. It
 -- returns that waiter's {wid, client, token, fence, fence_digits, e}, or
 -- nil when the queue is empty (then w is cleared), or nil and a message
 -- when the fence is corrupt (nothing changed). At most 1000 dead entries
@@ -182,10 +233,13 @@ end
 -- true, the lease stays free for the waiters further back (whose own
 -- attempts, at most recheck_every apart, drop the rest), and nobody may
 -- take it ahead of them.
-local function hand_over(cur, how, retention)
+local function hand_over(cur, how, retention, ended)
   local fence, fd = next_fence(cur[3], cur[8])
   if not fence then
     return nil, fd
+  end
+  if ended then
+    ended()
   end
   for _ = 1, 1000 do
     local entry = redis.call('LPOP', KEYS[2])
@@ -202,6 +256,7 @@ local function hand_over(cur, how, retention)
     elseif wid then
       if announce(how, KEYS[1] .. ':w:' .. client, wid .. ' ' .. fd .. ' ' .. digits(now_ms)) > 0 then
         local e = grant(cur, token, holder, metadata, ttl, fd, retention)
+        emit('granted', now_ms, fd, holder, ttl)
         -- The next waiter is the head now: tell it when this grant ends,
         -- so that it takes over at once if the new holder never releases.
         local next = redis.call('LINDEX', KEYS[2], 0)

@@ -8,6 +8,7 @@
 -- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
 -- KEYS[3]  the name's history, PREFIX{NAME}:h
+-- KEYS[4]  the events stream, PREFIX + "events" (see common.lua)
 -- ARGV[1]  the waiter's token, or "" to take the entry out and release nothing
 --          (a Redlock's waiter, whose grants the Redlock round undoes itself)
 -- ARGV[2]  the waiter's queue entry, as acquire.lua queued it
@@ -21,9 +22,13 @@
 --   {"released"}        the lease had been handed to the waiter: it is released
 --   {"handed", fence, now_ms, wid, client}  ... and granted to the next waiter
 --   an error reply: the fence is corrupt (the entry is gone; the lease stays)
+--
+-- Events: as for release (released, granted), and expired for a grant
+-- found expired.
 local head = redis.call('LINDEX', KEYS[2], 0) == ARGV[2]
 local n = redis.call('LREM', KEYS[2], 1, ARGV[2])
 hist_max = tonumber(ARGV[5]) or 0 -- common.lua
+events_key = KEYS[4] -- common.lua
 local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
 if not live then
@@ -42,9 +47,14 @@ if live and cur[1] ~= ARGV[1] then
   end
   return {'left', n}
 end
+local function ended()
+  emit('released', now_ms, cur[3], cur[4]) -- common.lua
+end
+local told = false
 if cur[7] then
   -- Free (expired, or the waiter's own): the next waiter's turn.
-  local got, err = hand_over(cur, ARGV[4], ARGV[3]) -- common.lua
+  local got, err = hand_over(cur, ARGV[4], ARGV[3], live and ended) -- common.lua
+  told = live
   if err then
     return redis.error_reply(err)
   end
@@ -55,6 +65,9 @@ if cur[7] then
 end
 if not live then
   return {'left', n}
+end
+if not told then
+  ended()
 end
 record(cur, 'released', now_ms, ARGV[3])
 return end_grant(ARGV[3]) -- common.lua

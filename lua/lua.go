@@ -51,6 +51,14 @@ var Break = common + breakLua
 //go:embed break.lua
 var breakLua string
 
+// Expire records the expiry of one grant (by its fence) once it has
+// passed, in the history and as an expired event, rather than when the
+// next script touches the name. It is common.lua followed by expire.lua.
+var Expire = common + expire
+
+//go:embed expire.lua
+var expire string
+
 // History reads a name's current grant and the ended ones its history
 // keeps, newest first, never a token.
 //

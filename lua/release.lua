@@ -6,6 +6,7 @@
 -- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
 -- KEYS[2]  the name's queue of waiters, PREFIX{NAME}:q
 -- KEYS[3]  the name's history, PREFIX{NAME}:h
+-- KEYS[4]  the events stream, PREFIX + "events" (see common.lua)
 -- ARGV[1]  token of the caller
 -- ARGV[2]  the fence retention in milliseconds
 -- ARGV[3]  how to tell the head: "p" PUBLISH, "s" SPUBLISH (Redis Cluster)
@@ -14,7 +15,9 @@
 -- ARGV[6]  how long that command ran, in ms, "" for none
 --
 -- The grant ended goes into the history: released, or handed_over when a
--- waiter got the lease; a grant found expired, as expired.
+-- waiter got the lease; a grant found expired, as expired. Events:
+-- released (also when handed over), then granted for the waiter's grant;
+-- expired for a grant found expired.
 --
 -- Replies
 --   {"released"}                                    ended; nobody waited
@@ -26,6 +29,7 @@
 --                                                   goes to the head now
 --   an error reply, nothing changed: the fence is corrupt (only when handing over)
 hist_max = tonumber(ARGV[4]) or 0 -- common.lua
+events_key = KEYS[4] -- common.lua
 local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
 local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
 if live and cur[1] ~= ARGV[1] then
@@ -37,8 +41,11 @@ if not live then
     return redis.error_reply(err)
   end
 end
+local function ended()
+  emit('released', now_ms, cur[3], cur[4]) -- common.lua
+end
 if cur[7] then
-  local got, err = hand_over(cur, ARGV[3], ARGV[2]) -- common.lua
+  local got, err = hand_over(cur, ARGV[3], ARGV[2], live and ended) -- common.lua
   if err then
     return redis.error_reply(err)
   end
@@ -51,6 +58,8 @@ if cur[7] then
   end
 elseif not live then
   return {'not_found'}
+else
+  ended()
 end
 record(cur, 'released', now_ms, ARGV[2], '', '', ARGV[5], ARGV[6])
 return end_grant(ARGV[2]) -- common.lua

@@ -1,6 +1,8 @@
 -- renew: extend a lease, only for the holder of its token.
 --
 -- KEYS[1]  the name's hash, PREFIX{NAME} (see common.lua)
+-- KEYS[2]  the events stream, PREFIX + "events" (see common.lua): a renew
+--          emits renewed
 -- ARGV[1]  token of the caller
 -- ARGV[2]  new ttl in milliseconds, or "0" to reuse the TTL of the grant's most
 --          recent acquire or renew
@@ -33,4 +35,6 @@ if (ARGV[4] or '') ~= '' then
 end
 redis.call('HSET', KEYS[1], unpack(set))
 redis.call('PEXPIREAT', KEYS[1], e + tonumber(ARGV[3]))
+events_key = KEYS[2]
+emit('renewed', now_ms, cur[3], cur[4], ttl)
 return {'renewed', tonumber(cur[3]), tonumber(ttl), now_ms, cur[4] or '', cur[5] or ''}

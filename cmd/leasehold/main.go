@@ -41,6 +41,7 @@ type cli struct {
 	Leader  leaderCmd  `cmd:"" help:"Show the current leader of an election."`
 	History historyCmd `cmd:"" help:"Show a name's last grants: who, when, how each ended."`
 	Break   breakCmd   `cmd:"" help:"End another holder's lease (an operator's override; needs admin access)."`
+	Watch   watchCmd   `cmd:"" help:"Print the leases' changes as they happen: granted, renewed, released, expired, broken."`
 	Health  healthCmd  `cmd:"" help:"Exit 0 when the server (or Redis) is ready: for healthchecks."`
 
 	// Version has no LEASEHOLD_VERSION: a variable set to anything, even
@@ -115,8 +116,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	var interrupted func() os.Signal
-	if cmd := strings.Fields(kctx.Command()); len(cmd) > 0 && !slices.Contains([]string{"serve", "run", "elect"}, cmd[0]) {
-		// serve, run and elect handle their signals; the others must not die in the
+	if cmd := strings.Fields(kctx.Command()); len(cmd) > 0 && !slices.Contains([]string{"serve", "run", "elect", "watch"}, cmd[0]) {
+		// serve, run, elect and watch handle their signals; the others must not die in the
 		// middle of a call: a cancelled acquire undoes what it may have
 		// granted (settle) instead of leaving a lease nobody holds.
 		var stop func()
