@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 )
 
 // EventSource is what the events route needs of the backend, beyond
-// Backend: *lease.Client and *lease.Redlock (its first master's) implement
+// Backend: *lease.Client and *lease.Redlock (which answers
+// lease.ErrEventsUnsupported, as a Client on a Cluster does) implement
 // it. A backend without it answers the route 400.
 type EventSource interface {
 	Watch(ctx context.Context, prefix, after string) (<-chan lease.Event, error)
@@ -84,7 +86,7 @@ func (s *Server) events(c echo.Context) error {
 	defer context.AfterFunc(s.stopping, cancel)()
 	ch, err := src.Watch(ctx, prefix, after)
 	if errors.Is(err, lease.ErrEventsUnsupported) {
-		return badRequest("events are not supported on a Redis Cluster: the stream of a prefix would live in another slot than its leases")
+		return badRequest("%s", strings.TrimPrefix(err.Error(), "lease: "))
 	}
 	if err != nil {
 		return err

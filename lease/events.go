@@ -3,6 +3,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -44,10 +45,16 @@ type Event struct {
 // Watch resumes after an id within it, and tells Missed past it.
 const EventWindow = 10000
 
-// ErrEventsUnsupported is Watch's error on a Redis Cluster: the events
-// stream of a prefix lives in one slot, and the scripts that change a
-// lease run in the slot of its name, so they cannot write it.
-var ErrEventsUnsupported = errors.New("lease: events are not supported on a Redis Cluster")
+// ErrEventsUnsupported is Watch's error on a Redis Cluster, where the
+// events stream of a prefix lives in one slot and the scripts that change
+// a lease run in the slot of its name, so they cannot write it; and on a
+// Redlock, where each master grants with a fence of its own before the
+// quorum decides the grant's, so no master's events tell the grant's
+// fence. Its message says which.
+var ErrEventsUnsupported = errors.New("lease: events are not supported on a Redis Cluster or a Redlock")
+
+// errRedlockEvents is ErrEventsUnsupported on a Redlock.
+var errRedlockEvents = fmt.Errorf("%w: a Redlock's masters each grant with a fence of their own before the quorum decides the grant's, so no master's events would tell the fences that Acquire and Renew report", ErrEventsUnsupported)
 
 // Keep-alive of the stream: a watcher sets it to expire eventsTTL from now
 // every eventsRefresh, so that the scripts stop writing events (and the
@@ -238,13 +245,12 @@ func (c *Client) CheckExpiry(ctx context.Context, name string, fence int64) (boo
 	return false, r.unexpected("expire")
 }
 
-// Watch streams the events of the first master only (Client.Watch): the
-// others write their own streams while watched, which nobody reads. An
-// event of the first master is what that master did, not what the quorum
-// decided: a grant that master made may have missed quorum, and one it
-// missed is not told.
+// Watch is ErrEventsUnsupported on a Redlock (see it): the events of
+// one master are what that master did, with its own fences, not what the
+// quorum decided. A first version streamed the first master's, and its
+// test saw a granted event whose fence was not the grant's.
 func (r *Redlock) Watch(ctx context.Context, prefix, after string) (<-chan Event, error) {
-	return r.nodes[0].Watch(ctx, prefix, after)
+	return nil, errRedlockEvents
 }
 
 // CheckExpiry records an expired grant on the first master only
