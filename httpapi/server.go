@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/leasehold/leasehold/httpapi/dashboard"
 	"github.com/leasehold/leasehold/internal/wire"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/prometheus/client_golang/prometheus"
@@ -167,6 +168,9 @@ func New(b Backend, opts *Options) *Server {
 	add(http.MethodGet, "/v1/openapi.json", func(c echo.Context) error {
 		return writeBody(c, http.StatusOK, OpenAPI)
 	})
+	// The dashboard: a static page, which needs no token itself; it sends
+	// the one its viewer gives with each call to the API.
+	add(http.MethodGet, "/", echo.WrapHandler(dashboard.Handler()))
 	s.echo = e
 	return s
 }
