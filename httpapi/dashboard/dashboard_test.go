@@ -31,7 +31,8 @@ const (
 )
 
 // server is a Leasehold API server with auth on, over a real redis-server.
-func server(t *testing.T) string {
+// With events, that answers GET /v1/events in its place.
+func server(t *testing.T, events http.Handler) string {
 	t.Helper()
 	rs := redistest.Start(t)
 	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr(), ContextTimeoutEnabled: true})
@@ -44,7 +45,14 @@ func server(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(httpapi.New(lc, &httpapi.Options{Auth: auth, Logger: slog.New(slog.DiscardHandler)}))
+	var h http.Handler = httpapi.New(lc, &httpapi.Options{Auth: auth, Logger: slog.New(slog.DiscardHandler)})
+	if events != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/", h)
+		mux.Handle("GET /v1/events", events)
+		h = mux
+	}
+	ts := httptest.NewUnstartedServer(h)
 	ts.Listener = httpapi.Listener(ts.Listener)
 	ts.Start()
 	t.Cleanup(ts.Close)
@@ -195,7 +203,8 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // the feed tells both, an admin's break ends it with the reason in the
 // history, and a writer gets no break button.
 func TestDashboard(t *testing.T) {
-	url := server(t)
+	t.Parallel()
+	url := server(t, nil)
 	ctx := browser(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(url+"/"), chromedp.WaitVisible(chromedp.ID("leases"))); err != nil {
 		t.Fatal(err)
@@ -284,7 +293,80 @@ func TestDashboard(t *testing.T) {
 	if buttons := eval[int](t, ctx, `document.querySelectorAll('button.break').length`); buttons != 0 {
 		t.Errorf("with a write token: got %d break buttons, want none", buttons)
 	}
-	if st, body := call(t, "POST", url+"/v1/leases/jobs:reindex/break?reason=x", writerToken); st != 403 {
-		t.Errorf("break with a write token: got %d %v, want 403", st, body)
+	// Were the button there, the server's refusal would be shown: make
+	// the page believe it may break, and try.
+	reindex := row("jobs:reindex")
+	eval[bool](t, ctx, `state.auth = {auth: true, access: "admin", prefixes: ["*"]}, renderActions("jobs:reindex", state.rows.get("jobs:reindex")), true`)
+	eval[bool](t, ctx, reindex+`.querySelector('button.break').click(), true`)
+	eval[bool](t, ctx, reindex+`.querySelector('input.reason').value = 'try', true`)
+	eval[bool](t, ctx, reindex+`.querySelector('button.confirm-break').click(), true`)
+	within(t, ctx, 2*time.Second, "the refusal shows with the server's message",
+		reindex+`.querySelector('.breakerr').textContent.startsWith('403 forbidden: breaking a lease needs a token with admin access')`)
+	if st, _ := call(t, "GET", url+"/v1/leases/jobs:reindex", writerToken); st != 200 {
+		t.Errorf("after a refused break: got %d, want the lease still there (200)", st)
+	}
+}
+
+// TestDashboardReadsTheEventStream serves GET /v1/events as Server-Sent
+// Events, in pieces that split the lines, and checks that the page reads
+// it with the viewer's token (the stream answers 401 without), shows its events in the feed, and resumes
+// with Last-Event-ID after the stream ends.
+func TestDashboardReadsTheEventStream(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var lastIDs []string // of the streams served
+	events := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+adminToken {
+			// As the server answers without a valid token (the page's first
+			// load, before the viewer signs in).
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"error":"unauthorized","message":"no Authorization header"}`)
+			return
+		}
+		mu.Lock()
+		lastIDs = append(lastIDs, r.Header.Get("Last-Event-ID"))
+		n := len(lastIDs)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		f := w.(http.Flusher)
+		f.Flush()
+		if n > 1 {
+			<-r.Context().Done() // the second stream stays open, with nothing new
+			return
+		}
+		for _, piece := range []string{
+			": hello\n\nid: 7\nevent: gra", "nted\ndata: {\"name\":\"jobs:a\",\"holder\":\"h-1\",\"fence\":41,\"at\":\"2026-01-01T00:00:00.000Z\",\"ttl_ms\":30000}\n",
+			"\nid: 8\r\nevent: broken\r\ndata: {\"name\":\"jobs:a\",\"holder\":\"h-1\",\"fence\":41,\"at\":\"2026-01-01T00:00:01.000Z\",\"by\":\"ops\",\"reason\":\"stuck\"}\r\n\r\n",
+		} {
+			io.WriteString(w, piece)
+			f.Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	url := server(t, events)
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(url+"/"), chromedp.WaitVisible(chromedp.ID("leases"))); err != nil {
+		t.Fatal(err)
+	}
+	signIn(t, ctx, adminToken, "admin")
+	within(t, ctx, 2*time.Second, "the feed says live", `document.getElementById('feedmode').textContent === 'live'`)
+	within(t, ctx, 2*time.Second, "the feed shows the grant", `document.querySelector('#feed li[data-event=granted][data-name="jobs:a"]') !== null`)
+	within(t, ctx, 2*time.Second, "the feed shows the break and its reason",
+		`(li => li !== null && li.textContent.includes('reason: stuck') && li.textContent.includes('by ops'))(document.querySelector('#feed li[data-event=broken]'))`)
+	// The first stream ended: the page comes back with the last id.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		mu.Lock()
+		got := append([]string(nil), lastIDs...)
+		mu.Unlock()
+		if len(got) == 2 && got[0] == "" && got[1] == "8" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got Last-Event-ID headers %q, want a reconnection with 8", got)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
