@@ -131,3 +131,39 @@ func TestParseAuthRejectsMalformedFilesNamingTheLine(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthSays checks GET /v1/auth: what each token may do, with auth on
+// and off, for a client that offers only what it may (the dashboard).
+func TestAuthSays(t *testing.T) {
+	off := newEnv(t, nil)
+	on := newEnv(t, &envOptions{auth: authFile()})
+	for _, tc := range []struct {
+		what   string
+		e      *env
+		header string
+		status int
+		want   string
+	}{
+		{"auth off", off, "", 200, `{"auth":false}`},
+		{"auth off, any token", off, "Authorization: Bearer " + writerToken, 200, `{"auth":false}`},
+		{"no token", on, "", 401, ""},
+		{"a wrong token", on, "Authorization: Bearer not-a-token-of-the-file", 401, ""},
+		{"writer", on, "Authorization: Bearer " + writerToken, 200, `{"auth":true,"access":"write","prefixes":["jobs:","ci:"]}`},
+		{"reader of every name", on, "Authorization: Bearer " + readerToken, 200, `{"auth":true,"access":"read","prefixes":["*"]}`},
+		{"admin", on, "Authorization: Bearer " + adminToken, 200, `{"auth":true,"access":"admin","prefixes":["jobs:"]}`},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			var hs []string
+			if tc.header != "" {
+				hs = append(hs, tc.header)
+			}
+			r := tc.e.do("GET", "/v1/auth", "", hs...)
+			if r.status != tc.status {
+				t.Fatalf("got %d %s, want %d", r.status, r.body, tc.status)
+			}
+			if tc.want != "" && strings.TrimSpace(string(r.body)) != tc.want {
+				t.Errorf("got %s, want %s", r.body, tc.want)
+			}
+		})
+	}
+}

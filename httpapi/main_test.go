@@ -172,6 +172,14 @@ func doReq(t testing.TB, req *http.Request) *resp {
 		t.Fatal(err)
 	}
 	r := &resp{status: res.StatusCode, header: res.Header, body: b}
+	// The dashboard's page (GET /) is HTML, /metrics Prometheus text.
+	page := req.Method == http.MethodGet && req.URL.Path == "/" && res.StatusCode == http.StatusOK
+	if page {
+		if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+			t.Errorf("%s %s: got Content-Type %q, want text/html", req.Method, req.URL.Path, ct)
+		}
+		return r
+	}
 	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(req.URL.Path, "/metrics") {
 		t.Errorf("%s %s: got Content-Type %q, want application/json", req.Method, req.URL.Path, ct)
 	}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/leasehold/leasehold/httpapi/dashboard"
 	"github.com/leasehold/leasehold/internal/wire"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/prometheus/client_golang/prometheus"
@@ -165,12 +166,16 @@ func New(b Backend, opts *Options) *Server {
 	add(http.MethodGet, "/v1/leases", s.list)
 	add(http.MethodGet, "/v1/events", s.events)
 	add(http.MethodGet, "/v1/limits", s.limits)
+	add(http.MethodGet, "/v1/auth", s.whoami)
 	add(http.MethodGet, "/healthz", s.healthz)
 	add(http.MethodGet, "/readyz", s.readyz)
 	add(http.MethodGet, "/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
 	add(http.MethodGet, "/v1/openapi.json", func(c echo.Context) error {
 		return writeBody(c, http.StatusOK, OpenAPI)
 	})
+	// The dashboard: a static page, which needs no token itself; it sends
+	// the one its viewer gives with each call to the API.
+	add(http.MethodGet, "/", echo.WrapHandler(dashboard.Handler()))
 	s.echo = e
 	return s
 }
@@ -863,6 +868,29 @@ func (s *Server) limits(c echo.Context) error {
 	return writeJSON(c, limitsBody{
 		MinTTLMs: lease.MinTTL.Milliseconds(), MaxTTLMs: s.b.MaxTTL().Milliseconds(), MaxWaitMs: s.b.MaxWait().Milliseconds(),
 	})
+}
+
+// whoami answers whether auth is on and, when it is, the access and
+// prefixes of the caller's bearer token (401 without a valid one), so that
+// a client such as the dashboard can offer only what it may do: with auth
+// off, everything, breaking included.
+func (s *Server) whoami(c echo.Context) error {
+	t, err := s.authenticate(c)
+	if err != nil {
+		return err
+	}
+	var p params
+	if err := readParams(c.Request(), noParams, &p); err != nil {
+		return err
+	}
+	if t == nil {
+		return writeJSON(c, authBody{Auth: false})
+	}
+	prefixes := t.prefixes
+	if prefixes == nil {
+		prefixes = []string{"*"}
+	}
+	return writeJSON(c, authBody{Auth: true, Access: t.access.String(), Prefixes: prefixes})
 }
 
 func (s *Server) healthz(c echo.Context) error {

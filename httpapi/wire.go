@@ -14,6 +14,7 @@ type (
 	verifyBody  = wire.Verify
 	listBody    = wire.List
 	limitsBody  = wire.Limits
+	authBody    = wire.Auth
 	statusBody  = wire.Status
 	errorBody   = wire.Error
 	historyBody = wire.History

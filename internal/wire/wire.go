@@ -93,6 +93,14 @@ type Limits struct {
 	MaxWaitMs int64 `json:"max_wait_ms"`
 }
 
+// Auth answers GET /v1/auth: whether auth is on and, when it is, what the
+// caller's bearer token may do. Access and Prefixes are empty with auth off.
+type Auth struct {
+	Auth     bool     `json:"auth"`
+	Access   string   `json:"access,omitempty"`
+	Prefixes []string `json:"prefixes,omitempty"`
+}
+
 type Status struct {
 	Status string `json:"status"`
 }
