@@ -72,3 +72,18 @@ func TestBreakAndHistoryOverHTTP(t *testing.T) {
 		t.Errorf("the logs name the admin token, or not the break:\n%s", logs)
 	}
 }
+
+// With auth off, a break records the connection's address, not headers a
+// client writes: a review had X-Real-IP recorded as who broke it, and a
+// 300-byte X-Forwarded-For refused the break ("the by is 308 bytes long").
+func TestBreakByIsTheConnectionsAddress(t *testing.T) {
+	e := newEnv(t, nil)
+	name := uniq(t)
+	for _, hdr := range []string{"X-Real-IP: alice-the-admin", "X-Forwarded-For: " + strings.Repeat("1", 300)} {
+		e.do("POST", "/v1/leases/"+name+"/acquire?ttl=10s", "").want(t, 200, "")
+		r := e.do("POST", "/v1/leases/"+name+"/break?reason=r", "", hdr).want(t, 200, "")
+		if by := r.str("by"); by != "address 127.0.0.1" {
+			t.Errorf("with %.40s: got by %q, want the connection's address 127.0.0.1", hdr, by)
+		}
+	}
+}

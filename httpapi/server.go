@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -717,7 +718,14 @@ func (s *Server) breakLease(c echo.Context) error {
 	if t != nil {
 		o.By = t.label()
 	} else {
-		o.By = "address " + c.RealIP()
+		// The connection's own address: echo's RealIP would take
+		// X-Real-IP or X-Forwarded-For, which any client can write (a
+		// review recorded "address alice-the-admin (INC-42 approved)").
+		host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+		if err != nil {
+			host = c.Request().RemoteAddr
+		}
+		o.By = "address " + host
 	}
 	ctx, cancel := s.callCtx(c)
 	r, err := s.b.Break(ctx, name, &o)

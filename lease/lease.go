@@ -569,19 +569,29 @@ func (c *Client) renew(ctx context.Context, name, token string, ttl time.Duratio
 // told. It never removes another holder's lease: that is a
 // *NotHolderError.
 func (c *Client) Release(ctx context.Context, name, token string) error {
-	return c.release(ctx, name, token, nil)
+	return c.release(ctx, name, token, nil, c.hist)
 }
 
-func (c *Client) release(ctx context.Context, name, token string, o *Outcome) error {
+// releaseUnrecorded releases like Release but leaves the history alone: a
+// Redlock undoes with it the grants of a round that missed quorum, which
+// were never the Redlock's grants (recorded, a review saw them in its
+// history as grants of holders that never held the lease).
+func (c *Client) releaseUnrecorded(ctx context.Context, name, token string) error {
+	return c.release(ctx, name, token, nil, 0)
+}
+
+// release runs the release script; hist is how many ended grants the
+// history keeps (c.hist, or 0 to record nothing).
+func (c *Client) release(ctx context.Context, name, token string, o *Outcome, hist any) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
 	if err := ValidateToken(token); err != nil {
 		return err
 	}
-	key, queue, hist := c.keys(name)
+	key, queue, histKey := c.keys(name)
 	code, dur := outcomeArgs(o)
-	res, err := c.run(ctx, releaseScript, key, queue, hist, c.eventsKey(key), token, c.retention, c.announce, c.hist, code, dur)
+	res, err := c.run(ctx, releaseScript, key, queue, histKey, c.eventsKey(key), token, c.retention, c.announce, hist, code, dur)
 	if err != nil {
 		return c.backendErr("release", true, err)
 	}

@@ -242,7 +242,7 @@ func (c *Client) ReleaseWith(ctx context.Context, name, token string, o *Outcome
 	if err := checkOutcome(o); err != nil {
 		return err
 	}
-	return c.release(ctx, name, token, o)
+	return c.release(ctx, name, token, o, c.hist)
 }
 
 // RenewWith is Renew, and keeps o (nil: none) for the history's record of

@@ -1,12 +1,16 @@
 package lease_test
 
 import (
+	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/faultproxy"
 	"github.com/leasehold/leasehold/lease"
+	"github.com/redis/go-redis/v9"
 )
 
 // Break and History through the API, against redis-server (lua's tests
@@ -329,5 +333,103 @@ func TestRedlockBreakAndHistory(t *testing.T) {
 	h, err := r.History(ctx, name, 0)
 	if err != nil || len(h) != 2 || h[0].Ending != lease.Released || h[0].Outcome == nil || h[1].Ending != lease.Broken {
 		t.Fatalf("got %+v, %v, want released (with outcome), then broken", h, err)
+	}
+}
+
+// A Redlock round that misses quorum undoes its grants without recording
+// them: the history shows only the Redlock's own grants. Found by review:
+// with a master away during A's acquire, B's three failed acquires showed
+// as three grants of B, released, and A's live grant was missing.
+func TestRedlockHistoryHasNoUndoneGrants(t *testing.T) {
+	r, nodes := redlockProxied(t, &lease.Options{RestartDelay: -1})
+	name := uniq(t)
+	nodes[2].proxy.Set(faultproxy.Refuse)
+	a, err := r.Acquire(ctx, name, &lease.AcquireOptions{TTL: 30 * time.Second, Holder: "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes[2].proxy.Set(faultproxy.Forward)
+	for range 3 {
+		if _, err := r.Acquire(ctx, name, &lease.AcquireOptions{TTL: 30 * time.Second, Holder: "B"}); !errors.Is(err, lease.ErrHeld) {
+			t.Fatalf("B: got %v, want held by A", err)
+		}
+	}
+	h, err := r.History(ctx, name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 1 || h[0].Ending != lease.Held || h[0].Holder != "A" || h[0].Fence != a.Fence {
+		t.Errorf("got %+v, want only A's live grant of fence %d", h, a.Fence)
+	}
+
+	// No faults: 4 goroutines race; every record is a grant Acquire returned.
+	race := uniq(t)
+	var (
+		mu      sync.Mutex
+		granted = map[int64]bool{}
+		wg      sync.WaitGroup
+	)
+	for range 4 {
+		wg.Go(func() {
+			for range 50 {
+				l, err := r.Acquire(ctx, race, &lease.AcquireOptions{TTL: 5 * time.Second})
+				if err == nil {
+					mu.Lock()
+					granted[l.Fence] = true
+					mu.Unlock()
+					r.Release(ctx, race, l.Token)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	h, err = r.History(ctx, race, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range h {
+		if !granted[rec.Fence] {
+			t.Errorf("record %+v is of no grant that Acquire returned (%d grants)", rec, len(granted))
+		}
+	}
+}
+
+// A Redlock break that reaches fewer than a quorum of masters, while the
+// others do not answer, is an error, not "broken": the holder keeps the
+// lease on them. Found by review (an operator partitioned from two masters
+// was told "broke" while the holder renewed).
+func TestRedlockBreakOnAMinorityIsAnError(t *testing.T) {
+	holder, nodes := redlockProxied(t, &lease.Options{RestartDelay: -1})
+	name := uniq(t)
+	l, err := holder.Acquire(ctx, name, &lease.AcquireOptions{TTL: 5 * time.Second, Holder: "H"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ucs := []redis.UniversalClient{nodes[0].direct}
+	for _, i := range []int{1, 2} {
+		p, err := faultproxy.New(nodes[i].srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		p.Set(faultproxy.Hang)
+		c := redis.NewClient(&redis.Options{Addr: p.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond,
+			ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond, ContextTimeoutEnabled: true})
+		t.Cleanup(func() { c.Close() })
+		ucs = append(ucs, c)
+	}
+	op, err := lease.NewRedlock(ucs, &lease.Options{RestartDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx, cancel := context.WithTimeout(ctx, time.Second)
+	rec, err := op.Break(bctx, name, &lease.BreakOptions{Reason: "stuck"})
+	cancel()
+	var be *lease.BackendError
+	if !errors.As(err, &be) || !strings.Contains(err.Error(), "fewer than the quorum") {
+		t.Fatalf("got %+v, %v, want a *BackendError saying it broke fewer than a quorum", rec, err)
+	}
+	if _, err := holder.Renew(ctx, name, l.Token, 0); err != nil {
+		t.Fatalf("the holder keeps a quorum, so its renew holds: %v", err)
 	}
 }

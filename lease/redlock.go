@@ -656,7 +656,7 @@ func (r *Redlock) undo(ctx context.Context, name, token string, ttl time.Duratio
 		if !release[i] {
 			return struct{}{}, nil
 		}
-		return struct{}{}, c.Release(ctx, name, token)
+		return struct{}{}, c.releaseUnrecorded(ctx, name, token)
 	})
 	if ctx.Err() == nil {
 		return mayRemain
@@ -665,12 +665,20 @@ func (r *Redlock) undo(ctx context.Context, name, token string, ttl time.Duratio
 		switch {
 		case !release[i] || !unknown(err):
 		case ownToken: // after the master's acquire call, if it still runs
-			r.undoer.Undo(r.nodes[i], name, token, ttl, gerrs[i])
+			r.undoer.Undo(unrecorded{r.nodes[i]}, name, token, ttl, gerrs[i])
 		default:
 			mayRemain = true
 		}
 	}
 	return mayRemain
+}
+
+// unrecorded is a master whose Release leaves the history alone, for the
+// undo of a round's grants (see Client.releaseUnrecorded).
+type unrecorded struct{ *Client }
+
+func (u unrecorded) Release(ctx context.Context, name, token string) error {
+	return u.releaseUnrecorded(ctx, name, token)
 }
 
 // grant is one master's answer to an acquire.
@@ -875,7 +883,7 @@ func (r *Redlock) ReleaseWith(ctx context.Context, name, token string, o *Outcom
 
 func (r *Redlock) release(ctx context.Context, name, token string, o *Outcome) error {
 	_, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (struct{}, error) {
-		return struct{}{}, c.release(ctx, name, token, o)
+		return struct{}{}, c.release(ctx, name, token, o, c.hist)
 	})
 	if err := invalidOf(errs); err != nil {
 		return err
@@ -1089,11 +1097,14 @@ func invalidOf(errs []error) error {
 }
 
 // Break ends the current grant on every master that answers (see
-// Client.Break): the masters that had no live grant count as not found. It
-// answers the broken grant's record with the highest fence, *NotHolderError
-// when opts.Fence is given and no master had that grant but one had
-// another, *NotFoundError when no master had a live grant, or a
-// *BackendError when no master answered.
+// Client.Break). It holds when a quorum of masters broke it, or when every
+// master answered and none still has it; it answers the broken grant's
+// record with the highest fence. A break that reached fewer than a quorum
+// while others did not answer is a *BackendError that says so: the holder
+// may go on renewing on those (a review saw "broke" answered while the
+// holder, partitioned from the operator, kept the lease). Otherwise it is
+// *NotHolderError when opts.Fence is given and a master had another grant,
+// or *NotFoundError when no master had a live grant.
 func (r *Redlock) Break(ctx context.Context, name string, opts *BreakOptions) (*Record, error) {
 	var o BreakOptions
 	if opts != nil {
@@ -1105,13 +1116,17 @@ func (r *Redlock) Break(ctx context.Context, name string, opts *BreakOptions) (*
 	recs, errs := each(ctx, r.nodes, func(ctx context.Context, _ int, c *Client) (*Record, error) {
 		return c.Break(ctx, name, &o)
 	})
-	var best *Record
-	var nh *NotHolderError
-	var other []error
+	var (
+		best   *Record
+		broken int
+		nh     *NotHolderError
+		other  []error
+	)
 	for i, rec := range recs {
 		var e *NotHolderError
 		switch err := errs[i]; {
 		case err == nil:
+			broken++
 			if best == nil || rec.Fence > best.Fence {
 				best = rec
 			}
@@ -1123,15 +1138,19 @@ func (r *Redlock) Break(ctx context.Context, name string, opts *BreakOptions) (*
 		}
 	}
 	switch {
-	case best != nil:
+	case broken >= r.quorum || broken > 0 && len(other) == 0:
 		return best, nil
+	case broken > 0:
+		return nil, &BackendError{Op: "break", MayHaveApplied: true, Err: fmt.Errorf(
+			"broken on %d of %d masters, fewer than the quorum of %d, and the holder may keep it on those that did not answer; break again when they do: %w",
+			broken, len(r.nodes), r.quorum, errors.Join(other...))}
 	case nh != nil:
 		return nil, nh
-	case len(other) == len(r.nodes):
+	case len(other) > len(r.nodes)-r.quorum:
 		if ctxErr := firstCtxErr(other); ctxErr != nil {
 			return nil, ctxErr
 		}
-		return nil, &BackendError{Op: "break", MayHaveApplied: true, Err: errors.Join(other...)}
+		return nil, &BackendError{Op: "break", Err: fmt.Errorf("no quorum answered: %w", errors.Join(other...))}
 	}
 	return nil, &NotFoundError{Name: name}
 }
