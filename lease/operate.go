@@ -133,8 +133,8 @@ func checkBreak(name string, o *BreakOptions) error {
 	return nil
 }
 
-// History answers name's grants, newest first, at most limit of them (0:
-// all the history keeps, Options.History, and the current one): the
+// History answers name's grants, newest first, at most limit of them (0,
+// or more: all the history keeps, Options.History, and the current one): the
 // current grant first when there is one (Held, or Expired when it expired
 // and no call has touched the name since), then the ended ones. It is
 // empty for a name never granted, or whose history expired with the fence
@@ -146,8 +146,10 @@ func (c *Client) History(ctx context.Context, name string, limit int) ([]Record,
 	if limit < 0 || limit > MaxHistory+1 {
 		return nil, invalid(CodeInvalidRequest, "the limit %d is out of range: use 1 to %d, or 0 for all", limit, MaxHistory+1)
 	}
-	if limit == 0 {
-		limit = MaxHistory + 1
+	if limit == 0 || limit > c.hist.(int)+1 {
+		// The list may hold a few more than the history keeps until its
+		// next trim (lua/common.lua): those are not the history.
+		limit = c.hist.(int) + 1
 	}
 	key, _, hist := c.keys(name)
 	res, err := c.run(ctx, historyScript, key, hist, limit)
@@ -163,6 +165,9 @@ func (c *Client) History(ctx context.Context, name string, limit int) ([]Record,
 		s := r.str(i)
 		if s == "" {
 			continue // no current grant
+		}
+		if i >= 2 && i-1 > c.hist.(int) {
+			break // older than the history keeps (not yet trimmed)
 		}
 		rec, ok := parseRecord(name, s)
 		if !ok {

@@ -20,8 +20,10 @@
 -- next fence rests on Redis's clock alone.
 --
 -- The history PREFIX{NAME}:h (KEYS[3]) is a list of the name's last grants
--- that ended, newest first, at most hist_max of them (the script's ARGV
--- gives it; 0 keeps none), each entry
+-- that ended, newest first: the newest hist_max of them (the script's
+-- ARGV gives it; 0 keeps none) are the history, and the list is trimmed
+-- to them once it is HIST_SLACK longer (one LTRIM every HIST_SLACK + 1
+-- ends, not one each), so readers take the first hist_max; each entry
 --   kind "\n" fence "\n" granted_ms "\n" ended_ms "\n" exit_code "\n"
 --   duration_ms "\n" by "\n" holder "\n" reason
 -- where kind is released, handed_over (released with waiters: the lease
@@ -71,6 +73,10 @@ local FIELDS = {'t', 'e', 'f', 'h', 'm', 'q', 'w', 'c', 'g', 'x', 'd'}
 -- hist_max is how many ended grants the history keeps; each script that
 -- ends grants sets it from its ARGV.
 local hist_max = 0
+
+-- HIST_SLACK is how many entries past hist_max the list may hold before
+-- record trims it.
+local HIST_SLACK = 16
 
 -- events_key is the events stream (see above), set by each script that
 -- changes a grant; events_on caches whether it exists (nil: not asked).
@@ -174,7 +180,8 @@ end
 -- record puts the end of the grant in cur (HMGET FIELDS) at the head of
 -- the history: kind, ended (ms), and by, reason, exit code and duration
 -- (nil or "" for none; the grant's own x and d when the call gives no
--- exit code). It keeps hist_max entries, and nothing when hist_max is 0.
+-- exit code). It keeps hist_max entries (and up to HIST_SLACK older ones
+-- until the next trim), and nothing when hist_max is 0.
 local function record(cur, kind, ended, retention, by, reason, code, dur)
   if hist_max <= 0 or not cur[1] then
     return
@@ -184,7 +191,7 @@ local function record(cur, kind, ended, retention, by, reason, code, dur)
   end
   local n = redis.call('LPUSH', KEYS[3], table.concat({kind, cur[3] or '', granted_at(cur), digits(ended),
     code or '', dur or '', by or '', cur[4] or '', reason or ''}, '\n'))
-  if n > hist_max then
+  if n > hist_max + HIST_SLACK then
     redis.call('LTRIM', KEYS[3], 0, hist_max - 1)
   end
   redis.call('PEXPIRE', KEYS[3], retention)

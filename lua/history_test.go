@@ -204,17 +204,26 @@ func TestHistoryRecordsEachEnd(t *testing.T) {
 		}
 	})
 
-	t.Run("bounded: the newest N", func(t *testing.T) {
+	t.Run("bounded: the newest N, trimmed every slack + 1 ends", func(t *testing.T) {
 		fresh(t, rdb)
+		const n, slack = 3, 16 // hist_max, and common.lua's HIST_SLACK
 		var fences []string
-		for i := range 7 {
-			r := acquireH(t, rdb, tokA, "h"+strconv.Itoa(i), 5000, 3)
+		for i := range n + slack + 1 {
+			r := acquireH(t, rdb, tokA, "h"+strconv.Itoa(i), 5000, n)
 			fences = append(fences, d(r[1].(int64)))
-			releaseH(t, rdb, tokA, 3, "", "")
+			releaseH(t, rdb, tokA, n, "", "")
+			if got := len(recorded(t, rdb)); i < n+slack && got != i+1 {
+				t.Fatalf("after %d ends: got %d entries, want all of them before the trim", i+1, got)
+			}
 		}
 		got := recorded(t, rdb)
-		if len(got) != 3 || got[0].Fence != fences[6] || got[1].Fence != fences[5] || got[2].Fence != fences[4] {
-			t.Fatalf("got %+v, want the last 3 grants, newest first (fences %v)", got, fences[4:])
+		last := len(fences) - 1
+		if len(got) != n || got[0].Fence != fences[last] || got[1].Fence != fences[last-1] || got[2].Fence != fences[last-2] {
+			t.Fatalf("after %d ends: got %+v, want the last %d, newest first", len(fences), got, n)
+		}
+		// A reader asks for the first hist_max + 1 (the current grant).
+		if r := readHistory(t, rdb, n+1); len(r) != 2+n {
+			t.Errorf("history.lua with max %d: got %d elements, want now, current and %d", n+1, len(r), n)
 		}
 	})
 
