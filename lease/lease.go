@@ -240,7 +240,7 @@ type Client struct {
 	events string
 	// watchLimit is, on a Cluster, the keys one pass of Watch looks at.
 	watchLimit int
-	sub    *subscriber // waiters' subscriptions to their hand-overs
+	sub        *subscriber // waiters' subscriptions to their hand-overs
 	// announce is the scripts' "how to tell a waiter", boxed once: "s"
 	// (SPUBLISH) when sharded, else "p" (PUBLISH).
 	announce any
