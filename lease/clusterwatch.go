@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,13 +10,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 )
-
-// Truncated is an Event of a Watch on a Redis Cluster that tells no change
-// of a lease: a pass of the poll looked at WatchLimit keys before SCAN had
-// walked the whole prefix, so the names past them are not watched (their
-// changes are not told) until a pass sees them. It comes when a pass is
-// cut after one that was not (or the first pass is).
-const Truncated Kind = "truncated"
 
 // DefaultWatchLimit is the keys one pass of a Watch on a Cluster looks at
 // given no Options.WatchLimit.
@@ -181,8 +175,8 @@ func (c *Client) pollPass(ctx context.Context, prefix string, st *pollState) err
 			if g, ok := parseGrant(hm[i].Val()); ok {
 				cur[name] = g
 			}
-			if li[i].Err() == nil {
-				heads[name] = li[i].Val()
+			if err := li[i].Err(); err == nil || errors.Is(err, redis.Nil) {
+				heads[name] = li[i].Val() // "" when the history is empty
 			}
 		}
 	}

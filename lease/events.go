@@ -17,7 +17,8 @@ type Kind string
 // The kinds of Event. Missed is no change of a lease: it says that events
 // between the id Watch was given and the first it delivers may be lost:
 // the stream no longer holds that id (its bounded window, EventWindow,
-// passed it, or the stream went away with its last watcher).
+// passed it, or the stream went away with its last watcher; on a Redis
+// Cluster, where no stream keeps the past, after any id).
 const (
 	Granted      Kind = "granted"
 	Renewed      Kind = "renewed" // also an idempotent re-acquire
@@ -25,12 +26,18 @@ const (
 	ExpiredKind  Kind = "expired"
 	BrokenKind   Kind = "broken"
 	Missed       Kind = "missed"
+	// Truncated, only on a Redis Cluster, is no change of a lease either:
+	// a pass of Watch's poll looked at Options.WatchLimit keys before SCAN
+	// had walked the whole prefix, so the names past them are not watched
+	// (their changes are not told). It comes when a pass is cut after one
+	// that was not, or the first pass is.
+	Truncated Kind = "truncated"
 )
 
 // Event is one change of a lease, as the scripts wrote it into the events
 // stream. It never holds a token.
 type Event struct {
-	ID     string // the stream entry's id: resume after it with Watch
+	ID     string // the stream entry's id (on a Cluster, synthetic): resume after it with Watch
 	Kind   Kind
 	Name   string
 	Holder string
