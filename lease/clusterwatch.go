@@ -92,14 +92,7 @@ func (c *Client) watchCluster(ctx context.Context, prefix, after string) (<-chan
 // closes out.
 func (c *Client) pollLoop(ctx context.Context, prefix string, st *pollState, missed bool, out chan<- Event) {
 	defer close(out)
-	send := func(e Event) bool {
-		select {
-		case out <- e:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
+	send := func(e Event) bool { return sendEvent(ctx, out, e) }
 	if missed && !send(Event{Kind: Missed}) {
 		return
 	}

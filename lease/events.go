@@ -184,14 +184,7 @@ func validID(id string) bool {
 // alive, and closes out.
 func (c *Client) watch(ctx context.Context, prefix, after string, missed bool, out chan<- Event) {
 	defer close(out)
-	send := func(e Event) bool {
-		select {
-		case out <- e:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
+	send := func(e Event) bool { return sendEvent(ctx, out, e) }
 	if missed && !send(Event{Kind: Missed}) {
 		return
 	}
@@ -222,6 +215,16 @@ func (c *Client) watch(ctx context.Context, prefix, after string, missed bool, o
 				}
 			}
 		}
+	}
+}
+
+// sendEvent delivers e on out, and says false when ctx ended first.
+func sendEvent(ctx context.Context, out chan<- Event, e Event) bool {
+	select {
+	case out <- e:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
