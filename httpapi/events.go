@@ -16,9 +16,10 @@ import (
 )
 
 // EventSource is what the events route needs of the backend, beyond
-// Backend: *lease.Client and *lease.Redlock (which answers
-// lease.ErrEventsUnsupported, as a Client on a Cluster does) implement
-// it. A backend without it answers the route 400.
+// Backend: *lease.Client (which polls on a Redis Cluster: see
+// lease.Client.Watch) and *lease.Redlock (which answers
+// lease.ErrEventsUnsupported) implement it. A backend without it, or one
+// that answers ErrEventsUnsupported, answers the route 400.
 type EventSource interface {
 	Watch(ctx context.Context, prefix, after string) (<-chan lease.Event, error)
 	CheckExpiry(ctx context.Context, name string, fence int64) (bool, error)
@@ -146,6 +147,9 @@ func quoteComment(s string) string {
 func sseEvent(e lease.Event) []byte {
 	if e.Kind == lease.Missed {
 		return []byte("event: missed\ndata: {\"message\":\"events after the given id are gone from the bounded window: read the state anew\"}\n\n")
+	}
+	if e.Kind == lease.Truncated {
+		return fmt.Appendf(nil, "id: %s\nevent: truncated\ndata: {\"message\":\"a pass of the Cluster poll looked at its limit of keys before it had walked the whole prefix: the names past it are not watched\"}\n\n", e.ID)
 	}
 	data, _ := json.Marshal(eventBody{
 		Name: e.Name, Holder: e.Holder, Fence: e.Fence, At: wire.FormatTime(e.At),

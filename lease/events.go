@@ -17,7 +17,8 @@ type Kind string
 // The kinds of Event. Missed is no change of a lease: it says that events
 // between the id Watch was given and the first it delivers may be lost:
 // the stream no longer holds that id (its bounded window, EventWindow,
-// passed it, or the stream went away with its last watcher).
+// passed it, or the stream went away with its last watcher; on a Redis
+// Cluster, where no stream keeps the past, after any id).
 const (
 	Granted      Kind = "granted"
 	Renewed      Kind = "renewed" // also an idempotent re-acquire
@@ -25,12 +26,18 @@ const (
 	ExpiredKind  Kind = "expired"
 	BrokenKind   Kind = "broken"
 	Missed       Kind = "missed"
+	// Truncated, only on a Redis Cluster, is no change of a lease either:
+	// a pass of Watch's poll looked at Options.WatchLimit keys before SCAN
+	// had walked the whole prefix, so the names past them are not watched
+	// (their changes are not told). It comes when a pass is cut after one
+	// that was not, or the first pass is.
+	Truncated Kind = "truncated"
 )
 
 // Event is one change of a lease, as the scripts wrote it into the events
 // stream. It never holds a token.
 type Event struct {
-	ID     string // the stream entry's id: resume after it with Watch
+	ID     string // the stream entry's id (on a Cluster, synthetic): resume after it with Watch
 	Kind   Kind
 	Name   string
 	Holder string
@@ -45,13 +52,11 @@ type Event struct {
 // Watch resumes after an id within it, and tells Missed past it.
 const EventWindow = 10000
 
-// ErrEventsUnsupported is Watch's error on a Redis Cluster, where the
-// events stream of a prefix lives in one slot and the scripts that change
-// a lease run in the slot of its name, so they cannot write it; and on a
-// Redlock, where each master grants with a fence of its own before the
-// quorum decides the grant's, so no master's events tell the grant's
-// fence. Its message says which.
-var ErrEventsUnsupported = errors.New("lease: events are not supported on a Redis Cluster or a Redlock")
+// ErrEventsUnsupported is Watch's error on a Redlock, where each master
+// grants with a fence of its own before the quorum decides the grant's, so
+// no master's events tell the grant's fence. (On a Redis Cluster, Watch
+// polls instead of reading a stream: see Watch.)
+var ErrEventsUnsupported = errors.New("lease: events are not supported on a Redlock")
 
 // errRedlockEvents is ErrEventsUnsupported on a Redlock.
 var errRedlockEvents = fmt.Errorf("%w: a Redlock's masters each grant with a fence of their own before the quorum decides the grant's, so no master's events would tell the fences that Acquire and Renew report", ErrEventsUnsupported)
@@ -76,13 +81,31 @@ const (
 // Events are written only while someone watches: the stream key exists
 // only while a Watch keeps it alive (it creates it, and sets it to expire
 // a minute later every 20s), so with no watcher each script pays one
-// EXISTS. On a Redis Cluster it is ErrEventsUnsupported.
+// EXISTS.
+//
+// On a Redis Cluster no stream can be written (a prefix's stream lives in
+// one slot, a name's scripts run in the name's), so Watch polls instead:
+// every ClusterPoll (250ms) it SCANs the prefix on every master, at most
+// Options.WatchLimit keys in all, with one pipeline of HMGET t e f h l per
+// SCAN answer, and tells the difference from the pass before: a new fence
+// is granted, a later expiry of the same fence renewed, a grant gone (or
+// replaced) released, expired or broken as the head of the name's history
+// says (released when the head is not of that fence), and a grant past its
+// expiry expired at its expiry (it calls CheckExpiry, so the history
+// records it at once). The first pass only takes the snapshot. An event
+// comes up to about ClusterPoll plus one pass after the change; a grant
+// that begins and ends between two passes is not told at all (its history
+// entry keeps it), and a renew that does not move the expiry neither. A
+// pass that the limit cut tells a Truncated event (the names past the
+// limit are not watched). Event ids are synthetic ("c<unix_ms>-<seq>"):
+// no poll keeps the past, so a Watch after any id starts with Missed.
+// Each Watch costs one SCAN walk of the prefix per master per pass.
 func (c *Client) Watch(ctx context.Context, prefix, after string) (<-chan Event, error) {
-	if c.sharded {
-		return nil, ErrEventsUnsupported
-	}
 	if err := ValidatePrefix(prefix); err != nil {
 		return nil, err
+	}
+	if c.sharded {
+		return c.watchCluster(ctx, prefix, after)
 	}
 	if after != "" && after != "$" && !validID(after) {
 		return nil, invalid(CodeInvalidRequest, "the event id %q is not a stream id (MS-SEQ)", after)
@@ -161,14 +184,7 @@ func validID(id string) bool {
 // alive, and closes out.
 func (c *Client) watch(ctx context.Context, prefix, after string, missed bool, out chan<- Event) {
 	defer close(out)
-	send := func(e Event) bool {
-		select {
-		case out <- e:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
+	send := func(e Event) bool { return sendEvent(ctx, out, e) }
 	if missed && !send(Event{Kind: Missed}) {
 		return
 	}
@@ -199,6 +215,16 @@ func (c *Client) watch(ctx context.Context, prefix, after string, missed bool, o
 				}
 			}
 		}
+	}
+}
+
+// sendEvent delivers e on out, and says false when ctx ended first.
+func sendEvent(ctx context.Context, out chan<- Event, e Event) bool {
+	select {
+	case out <- e:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/internal/embedded"
-	"github.com/leasehold/leasehold/internal/redistest"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/redis/go-redis/v9"
 )
@@ -189,31 +188,6 @@ func TestCheckExpiry(t *testing.T) {
 	e := next(t, ch)
 	if e.Kind != lease.ExpiredKind || e.Fence != l.Fence || !e.At.Equal(l.ExpiresAt.Truncate(time.Millisecond)) && e.At.Sub(l.ExpiresAt).Abs() > 5*time.Millisecond {
 		t.Fatalf("got %+v, want expired of fence %d at %v", e, l.Fence, l.ExpiresAt)
-	}
-}
-
-// On a Cluster, Watch is ErrEventsUnsupported, the scripts (given a key of
-// the name's own slot) write no stream, and every call still works.
-func TestWatchOnClusterUnsupported(t *testing.T) {
-	cl := redistest.StartCluster(t, 3)
-	rdb := cl.Client(t)
-	c := lease.New(rdb, clientOptions(nil))
-	if _, err := c.Watch(ctx, "", "$"); !errors.Is(err, lease.ErrEventsUnsupported) {
-		t.Fatalf("got %v, want ErrEventsUnsupported", err)
-	}
-	name := uniq(t)
-	l, err := c.Acquire(ctx, name, &lease.AcquireOptions{TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Renew(ctx, name, l.Token, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Release(ctx, name, l.Token); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := rdb.Exists(ctx, "leasehold:{"+name+"}:e").Result(); err != nil || n != 0 {
-		t.Fatalf("got %d (%v), want no events key in the name's slot", n, err)
 	}
 }
 

@@ -198,6 +198,10 @@ type Options struct {
 	// none, and the scripts then write nothing for it; at most MaxHistory.
 	// The history expires with the fence retention.
 	History int
+	// WatchLimit is, on a Redis Cluster, about how many keys one pass of
+	// Watch lets SCAN look at, over all masters (see Watch). Default
+	// DefaultWatchLimit (10000).
+	WatchLimit int
 	// RestartDelay is, for a Redlock, how long a master that restarted does
 	// not count toward grants, so that the grants it forgot (a master without
 	// persistence loses them) expire first; see Redlock. Default MaxTTL plus
@@ -234,7 +238,9 @@ type Client struct {
 	sharded bool // Redis Cluster: announce with SPUBLISH
 	// events is the events stream, PREFIX + "events" (see Watch).
 	events string
-	sub    *subscriber // waiters' subscriptions to their hand-overs
+	// watchLimit is, on a Cluster, the keys one pass of Watch looks at.
+	watchLimit int
+	sub        *subscriber // waiters' subscriptions to their hand-overs
 	// announce is the scripts' "how to tell a waiter", boxed once: "s"
 	// (SPUBLISH) when sharded, else "p" (PUBLISH).
 	announce any
@@ -276,6 +282,10 @@ func New(rdb redis.UniversalClient, opts *Options) *Client {
 		}
 	}
 	c.noAP = opts != nil && opts.NoAutoPipeline
+	c.watchLimit = DefaultWatchLimit
+	if opts != nil && opts.WatchLimit > 0 {
+		c.watchLimit = opts.WatchLimit
+	}
 	hist := DefaultHistory
 	if opts != nil && opts.History != 0 {
 		hist = min(max(opts.History, 0), MaxHistory)

@@ -118,6 +118,10 @@ func (c *watchCmd) print(e *env, ev lease.Event) error {
 		_, err := fmt.Fprintln(e.stdout, "-", "missed", "(events were lost: the stream's window passed them)")
 		return err
 	}
+	if ev.Kind == lease.Truncated {
+		_, err := fmt.Fprintln(e.stdout, "-", "truncated", "(on a Redis Cluster, a pass of the poll reached its limit of keys: names past it are not watched)")
+		return err
+	}
 	line := fmt.Sprintf("%s %-8s %s %s %d", wire.FormatTime(ev.At), ev.Kind, ev.Name, dash(ev.Holder), ev.Fence)
 	if ev.TTL > 0 {
 		line += " ttl=" + ev.TTL.String()

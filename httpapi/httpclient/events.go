@@ -105,7 +105,7 @@ func readEvents(ctx context.Context, sc *bufio.Scanner, out chan<- lease.Event) 
 // parseEvent reads one event's data (httpapi's eventBody).
 func parseEvent(id, kind, data string) (lease.Event, bool) {
 	e := lease.Event{ID: id, Kind: lease.Kind(kind)}
-	if e.Kind == lease.Missed {
+	if e.Kind == lease.Missed || e.Kind == lease.Truncated {
 		return e, true
 	}
 	var b struct {
