@@ -48,13 +48,9 @@ local token, holder, metadata, ttl, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[
 local entry = ARGV[6] or ''
 hist_max = tonumber(ARGV[8]) or 0 -- common.lua
 events_key = KEYS[4] -- common.lua
-local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
-local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms -- an e that is no number: no grant
-if cur[1] and not live then
-  local err = record_expiry(cur, retention) -- common.lua
-  if err then
-    return redis.error_reply(err)
-  end
+local cur, live, err = load(retention) -- common.lua
+if err then
+  return redis.error_reply(err)
 end
 local queued = cur[7]
 

@@ -33,13 +33,11 @@
 -- for a grant found expired.
 hist_max = tonumber(ARGV[6]) or 0 -- common.lua
 events_key = KEYS[4] -- common.lua
-local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
-local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
+local cur, live, lerr = load(ARGV[4]) -- common.lua
+if lerr then
+  return redis.error_reply(lerr)
+end
 if not live then
-  local err = record_expiry(cur, ARGV[4]) -- common.lua
-  if err then
-    return redis.error_reply(err)
-  end
   if cur[7] then
     -- Free, with waiters: their turn, as an acquire would give it.
     local _, herr = hand_over(cur, ARGV[5], ARGV[4])

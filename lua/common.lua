@@ -219,6 +219,22 @@ local function record_expiry(cur, retention)
   return nil
 end
 
+-- load reads the name's hash (HMGET FIELDS) and whether its grant is live
+-- (an e that is no number: no grant); a grant found expired goes into the
+-- history first (record_expiry). It returns cur and live, or nil, nil and
+-- a message when the fence is corrupt (nothing changed).
+local function load(retention)
+  local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
+  local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
+  if not live then
+    local err = record_expiry(cur, retention)
+    if err then
+      return nil, nil, err
+    end
+  end
+  return cur, live
+end
+
 -- announce publishes msg on channel as ARGV says ("s": SPUBLISH for a Redis
 -- Cluster, else PUBLISH) and returns how many subscribers received it.
 local function announce(how, channel, msg)

@@ -29,13 +29,9 @@ local head = redis.call('LINDEX', KEYS[2], 0) == ARGV[2]
 local n = redis.call('LREM', KEYS[2], 1, ARGV[2])
 hist_max = tonumber(ARGV[5]) or 0 -- common.lua
 events_key = KEYS[4] -- common.lua
-local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
-local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
-if not live then
-  local err = record_expiry(cur, ARGV[3]) -- common.lua
-  if err then
-    return redis.error_reply(err)
-  end
+local cur, live, lerr = load(ARGV[3]) -- common.lua
+if lerr then
+  return redis.error_reply(lerr)
 end
 if live and cur[1] ~= ARGV[1] then
   if head then

@@ -30,16 +30,12 @@
 --   an error reply, nothing changed: the fence is corrupt (only when handing over)
 hist_max = tonumber(ARGV[4]) or 0 -- common.lua
 events_key = KEYS[4] -- common.lua
-local cur = redis.call('HMGET', KEYS[1], unpack(FIELDS))
-local live = cur[1] and (tonumber(cur[2]) or 0) > now_ms
+local cur, live, lerr = load(ARGV[2]) -- common.lua
+if lerr then
+  return redis.error_reply(lerr)
+end
 if live and cur[1] ~= ARGV[1] then
   return {'not_holder', cur[4] or '', tonumber(cur[3]), tonumber(cur[2]) - now_ms, now_ms}
-end
-if not live then
-  local err = record_expiry(cur, ARGV[2]) -- common.lua
-  if err then
-    return redis.error_reply(err)
-  end
 end
 local function ended()
   emit('released', now_ms, cur[3], cur[4]) -- common.lua
