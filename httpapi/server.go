@@ -364,18 +364,25 @@ func authorize(t *authToken, what, name string, need Access) error {
 // begin authenticates, reads the parameters and authorizes: the common
 // start of every lease route.
 func (s *Server) begin(c echo.Context, allowed uint16, need Access, p *params) (string, error) {
+	name, _, err := s.beginAs(c, allowed, need, p)
+	return name, err
+}
+
+// beginAs is begin that also answers the caller's token (nil: auth off),
+// for a route that records who called it.
+func (s *Server) beginAs(c echo.Context, allowed uint16, need Access, p *params) (string, *authToken, error) {
 	t, err := s.authenticate(c)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := readParams(c.Request(), allowed, p); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	name, err := pathName(c)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return name, authorize(t, "name", name, need)
+	return name, t, authorize(t, "name", name, need)
 }
 
 // pathName is the valid lease name in the request's path, percent-decoded
@@ -688,19 +695,9 @@ func outcomeParams(p *params) (*lease.Outcome, error) {
 // access only. The history records who broke it: the token's label, or
 // with auth off the client's address.
 func (s *Server) breakLease(c echo.Context) error {
-	t, err := s.authenticate(c)
-	if err != nil {
-		return err
-	}
 	var p params
-	if err := readParams(c.Request(), breakParams, &p); err != nil {
-		return err
-	}
-	name, err := pathName(c)
+	name, t, err := s.beginAs(c, breakParams, Admin, &p)
 	if err != nil {
-		return err
-	}
-	if err := authorize(t, "name", name, Admin); err != nil {
 		return err
 	}
 	o := lease.BreakOptions{Reason: p.val[pReason]}
